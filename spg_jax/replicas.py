@@ -29,6 +29,21 @@ from spg_jax import core
 Dtype = Any
 
 
+def traced_dropout(module: nn.Module, h: jax.Array, rate: jax.Array | float, train: bool
+                   ) -> jax.Array:
+  """Inverted dropout whose rate may be a tracer (flax's `nn.Dropout` needs a Python float).
+
+  Uses `module`'s `'dropout'` rng stream. `h [...]` -> same shape.
+  """
+  if not train:
+    return h
+  if isinstance(rate, (int, float)) and rate == 0.0:
+    return h
+  rate = jnp.asarray(rate, jnp.float32)
+  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, h.shape)
+  return jnp.where(keep, h / (1.0 - rate).astype(h.dtype), jnp.zeros_like(h))
+
+
 class HPOReplica(nn.Module):
   """Adaptive-dropout replica. `__call__(h [..., D], *, train) -> [..., D]`.
 
@@ -46,8 +61,11 @@ class HPOReplica(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, h: jax.Array, *, train: bool) -> jax.Array:
-    h = nn.Dropout(self.rate, deterministic=not train)(h)
+  def __call__(self, h: jax.Array, *, train: bool, rate: jax.Array | float | None = None
+               ) -> jax.Array:
+    """`rate`, when given, overrides `self.rate` and may be a traced value (a controller's
+    choice), so changing it never recompiles."""
+    h = traced_dropout(self, h, self.rate if rate is None else rate, train)
     branch = h
     for layer in range(self.depth):
       last = layer == self.depth - 1
@@ -99,7 +117,8 @@ class NASReplica(nn.Module):
   depth: int = 1
 
   @nn.compact
-  def __call__(self, h: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, h: jax.Array, *, train: bool, rate: Any = None) -> jax.Array:
+    del rate  # NAS replicas have no dropout; accepted so SPGModel treats both kinds alike
     for _ in range(self.depth):
       h = self.block()(h, train=train)
     return h
@@ -190,7 +209,10 @@ class SPGModel(nn.Module):
   pre_head: Callable[[jax.Array], jax.Array] | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+  def __call__(self, x: jax.Array, *, train: bool, replica_rates: jax.Array | None = None
+               ) -> tuple[jax.Array, dict]:
+    """`replica_rates`: optional `[T]` dropout rates overriding the replicas' own; may be
+    traced (an online controller's choice), so changing them never recompiles."""
     logits, aux = self.base(x, train=train)
     if not train:
       return logits[:, None], aux
@@ -201,8 +223,8 @@ class SPGModel(nn.Module):
     head = self.head.clone(parent=None)  # a definition, never a child with its own params
     h = aux[self.feature_key]
     steps = [logits]
-    for replica in self.replicas:
-      h = replica(h, train=train)
+    for t, replica in enumerate(self.replicas):
+      h = replica(h, train=train, rate=None if replica_rates is None else replica_rates[t])
       features = h if self.pre_head is None else self.pre_head(h)
       rngs = {"dropout": self.make_rng("dropout")} if self.has_rng("dropout") else None
       steps.append(apply_shared_head(head, variables, features, rngs).astype(logits.dtype))
