@@ -1,0 +1,270 @@
+"""Statistics, tables and plots for the retraining protocol (pure functions, no JAX).
+
+* `summarize(values) -> (mean, std, n)`: sample mean and standard deviation (ddof=1).
+* `paired_difference_ci(a, b, confidence) -> (mean_diff, lo, hi)`: the paired t interval of
+  `a - b` over seeds (both arms were trained from the same base with the same seed, so the
+  differences are paired, which removes the seed-to-seed spread of the base).
+* `t_quantile(p, df)`: Student-t quantile; `scipy.stats.t.ppf` when scipy is installed,
+  otherwise the exact closed-form CDF for integer df inverted by bisection.
+* `results_table_markdown`, `per_seed_table_markdown`: the tables of `results.md`.
+* `plot_results`: `results.png` (matplotlib, Agg backend; imported inside the function).
+
+Every number these functions print comes from their arguments: nothing is hard-coded.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+# (steps [K], values [K]) of one seed's curve.
+Curve = tuple[Sequence[float], Sequence[float]]
+NO_DIFFERENCE = "no significant difference"
+
+
+# ----------------------------------------------------------------------------- statistics
+def summarize(values: Sequence[float]) -> tuple[float, float, int]:
+  """Mean, sample standard deviation (ddof=1; NaN when n < 2) and count of `values` [n]."""
+  x = np.asarray(values, dtype=np.float64).reshape(-1)
+  n = int(x.size)
+  if n == 0:
+    raise ValueError("summarize: needs at least one value")
+  std = float(np.std(x, ddof=1)) if n > 1 else math.nan
+  return float(np.mean(x)), std, n
+
+
+def _t_two_sided_mass(t: float, df: int) -> float:
+  """P(|T| <= t) for Student's t with integer `df` >= 1 (Abramowitz & Stegun 26.7.3-4)."""
+  theta = math.atan(t / math.sqrt(df))
+  s, c2 = math.sin(theta), math.cos(theta) ** 2
+  if df % 2 == 1:
+    # odd df: (2/pi) [theta + sin(theta) (c + 2/3 c^3 + 2*4/(3*5) c^5 + ... + c^(df-2))]
+    total, term = 0.0, math.cos(theta)
+    for k in range(1, (df - 1) // 2 + 1):
+      total += term
+      term *= c2 * (2 * k) / (2 * k + 1)
+    return (2.0 / math.pi) * (theta + s * total)
+  # even df: sin(theta) [1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... + c^(df-2)]
+  total, term = 0.0, 1.0
+  for k in range(df // 2):
+    total += term
+    term *= c2 * (2 * k + 1) / (2 * k + 2)
+  return s * total
+
+
+def t_quantile_exact(p: float, df: int) -> float:
+  """The `p` quantile (0.5 < p < 1) of Student's t with integer `df`, without scipy.
+
+  Inverts the closed-form CDF by bisection to double precision, e.g.
+  `t_quantile_exact(0.975, 4) = 2.7764...`.
+  """
+  if isinstance(df, bool) or int(df) != df or df < 1:
+    raise ValueError(f"df={df!r}: must be an integer >= 1")
+  if not 0.5 < p < 1.0:
+    raise ValueError(f"p={p!r}: must be in (0.5, 1)")
+  df, mass = int(df), 2.0 * p - 1.0  # two-sided mass inside [-t, t]
+  lo, hi = 0.0, 1.0
+  while _t_two_sided_mass(hi, df) < mass:
+    lo, hi = hi, 2.0 * hi
+  for _ in range(200):
+    mid = 0.5 * (lo + hi)
+    if _t_two_sided_mass(mid, df) < mass:
+      lo = mid
+    else:
+      hi = mid
+    if hi - lo <= 1e-13 * hi:
+      break
+  return 0.5 * (lo + hi)
+
+
+def t_quantile(p: float, df: int) -> float:
+  """Student-t quantile: `scipy.stats.t.ppf(p, df)` if scipy is installed, else exact."""
+  try:
+    from scipy import stats  # pylint: disable=g-import-not-at-top  (optional dependency)
+  except ImportError:
+    return t_quantile_exact(p, df)
+  return float(stats.t.ppf(p, df))
+
+
+def paired_difference_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+                         ) -> tuple[float, float, float]:
+  """Mean of the paired differences `a - b` and its t confidence interval.
+
+  Args:
+    a, b: `[n]` values paired by position (here: the same seed).
+    confidence: two-sided coverage in (0, 1).
+
+  Returns:
+    `(mean_diff, lo, hi)`; `lo`, `hi` are NaN when n < 2 (no spread to estimate).
+  """
+  a = np.asarray(a, dtype=np.float64).reshape(-1)
+  b = np.asarray(b, dtype=np.float64).reshape(-1)
+  if a.shape != b.shape:
+    raise ValueError(f"paired_difference_ci: a and b need the same length, got {a.size} "
+                     f"and {b.size}")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence={confidence!r}: must be in (0, 1)")
+  mean, std, n = summarize(a - b)
+  if n < 2:
+    return mean, math.nan, math.nan
+  half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+  return mean, mean - half, mean + half
+
+
+def verdict(lo: float, hi: float) -> str:
+  """Plain words for a difference interval: significant only if it excludes 0."""
+  if math.isnan(lo) or math.isnan(hi):
+    return "n/a (needs >= 2 seeds)"
+  if lo <= 0.0 <= hi:
+    return NO_DIFFERENCE
+  return "significantly higher" if lo > 0.0 else "significantly lower"
+
+
+# ----------------------------------------------------------------------------- tables
+def _pct(x: float, digits: int = 2) -> str:
+  return "n/a" if math.isnan(x) else f"{100.0 * x:.{digits}f}"
+
+
+def _signed_pct(x: float, digits: int = 2) -> str:
+  return "n/a" if math.isnan(x) else f"{100.0 * x:+.{digits}f}"
+
+
+def results_table_markdown(accuracies: Mapping[str, Sequence[float]], reference: str,
+                           confidence: float = 0.95) -> str:
+  """Markdown table: per arm mean ± std of test accuracy (in %), n, and the paired
+  difference against `reference` with its `confidence` t interval and a verdict.
+
+  Args:
+    accuracies: arm name -> `[n]` test accuracies in [0, 1], paired across arms by seed.
+    reference: the arm every other arm is compared with (e.g. "control").
+    confidence: coverage of the interval.
+  """
+  if reference not in accuracies:
+    raise ValueError(f"reference={reference!r}: not among the arms {list(accuracies)}")
+  level = f"{100 * confidence:g}%"
+  lines = [f"| arm | test accuracy % (mean ± std) | n | Δ vs {reference} (pp) | {level} CI "
+           f"(pp) | verdict |",
+           "|---|---|---|---|---|---|"]
+  for arm, values in accuracies.items():
+    mean, std, n = summarize(values)
+    if arm == reference:
+      diff_cells = "— | — | (reference)"
+    else:
+      d, lo, hi = paired_difference_ci(values, accuracies[reference], confidence)
+      diff_cells = f"{_signed_pct(d)} | [{_signed_pct(lo)}, {_signed_pct(hi)}] | {verdict(lo, hi)}"
+    lines.append(f"| {arm} | {_pct(mean)} ± {_pct(std)} | {n} | {diff_cells} |")
+  return "\n".join(lines) + "\n"
+
+
+def per_seed_table_markdown(seeds: Sequence[int], accuracies: Mapping[str, Sequence[float]],
+                            digits: int = 2) -> str:
+  """Markdown table of the raw test accuracies (%): one row per seed, one column per arm."""
+  arms = list(accuracies)
+  for arm in arms:
+    if len(accuracies[arm]) != len(seeds):
+      raise ValueError(f"arm {arm!r}: {len(accuracies[arm])} values for {len(seeds)} seeds")
+  lines = ["| seed | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+  for i, seed in enumerate(seeds):
+    cells = " | ".join(_pct(float(accuracies[arm][i]), digits) for arm in arms)
+    lines.append(f"| {seed} | {cells} |")
+  return "\n".join(lines) + "\n"
+
+
+def summary_sentence(accuracies: Mapping[str, Sequence[float]], reference: str,
+                     confidence: float = 0.95) -> str:
+  """One honest sentence per non-reference arm: its difference, interval and verdict."""
+  parts = []
+  for arm, values in accuracies.items():
+    if arm == reference:
+      continue
+    d, lo, hi = paired_difference_ci(values, accuracies[reference], confidence)
+    parts.append(f"{arm} vs {reference}: {_signed_pct(d)} pp "
+                 f"({100 * confidence:g}% CI [{_signed_pct(lo)}, {_signed_pct(hi)}], "
+                 f"n={len(values)}): {verdict(lo, hi)}.")
+  return "\n".join(f"- {p}" for p in parts) + "\n"
+
+
+# ----------------------------------------------------------------------------- plots
+def _mean_curve(curves: Sequence[Curve]) -> Curve | None:
+  """Pointwise mean over seeds when every seed logged the same steps, else None."""
+  if not curves:
+    return None
+  steps = [np.asarray(s, dtype=np.float64) for s, _ in curves]
+  if any(s.shape != steps[0].shape or not np.array_equal(s, steps[0]) for s in steps):
+    return None
+  values = np.stack([np.asarray(v, dtype=np.float64) for _, v in curves])
+  return steps[0], values.mean(axis=0)
+
+
+def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
+                 val_curves: Mapping[str, Sequence[Curve]],
+                 survival: Mapping[str, Sequence[Sequence[Curve]]], title: str = "") -> None:
+  """Writes a three-panel figure to `path` (PNG).
+
+  Args:
+    path: output file.
+    accuracies: arm -> `[n]` test accuracies (left: mean ± std bars with per-seed points).
+    val_curves: arm -> per-seed `(steps [K], validation accuracy [K])` (middle; thin lines
+      per seed, thick the mean over seeds).
+    survival: SPG arm -> per replica t -> per-seed `(steps [K], fraction of training
+      samples still alive after replica t [K])` (right).
+    title: figure title.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top  (heavy; only when plotting)
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  arm_color = {arm: colors[i % len(colors)] for i, arm in enumerate(accuracies)}
+
+  ax = axes[0]
+  for i, (arm, values) in enumerate(accuracies.items()):
+    v = 100.0 * np.asarray(values, dtype=np.float64)
+    mean, std, _ = summarize(v)
+    ax.bar(i, mean, yerr=0.0 if math.isnan(std) else std, color=arm_color[arm], alpha=0.35,
+           capsize=4)
+    jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(1)
+    ax.scatter(i + jitter, v, color=arm_color[arm], s=18, zorder=3)
+  all_v = 100.0 * np.concatenate([np.asarray(v, np.float64) for v in accuracies.values()])
+  span = max(float(all_v.max() - all_v.min()), 0.5)
+  ax.set_ylim(float(all_v.min()) - span, float(all_v.max()) + 0.5 * span)
+  ax.set_xticks(range(len(accuracies)), list(accuracies), rotation=15)
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title("test accuracy per arm (points: seeds; bars: mean ± std)")
+
+  ax = axes[1]
+  for arm, curves in val_curves.items():
+    color = arm_color.get(arm, None)
+    for steps, values in curves:
+      ax.plot(steps, 100.0 * np.asarray(values), color=color, alpha=0.25, lw=0.8)
+    mean = _mean_curve(curves)
+    if mean is not None:
+      ax.plot(mean[0], 100.0 * mean[1], color=color, lw=2, label=arm)
+  ax.set_xlabel("step")
+  ax.set_ylabel("validation accuracy (%)")
+  ax.set_title("training curves (validation split)")
+  ax.legend(fontsize=8)
+
+  ax = axes[2]
+  styles = ["-", "--", ":", "-."]
+  for arm, per_replica in survival.items():
+    for t, curves in enumerate(per_replica):
+      mean = _mean_curve(curves)
+      if mean is None and curves:
+        mean = curves[0]
+      if mean is not None:
+        ax.plot(mean[0], 100.0 * np.asarray(mean[1]), color=arm_color.get(arm, None),
+                ls=styles[t % len(styles)], label=f"{arm}: after replica {t + 1}")
+  ax.set_xlabel("step")
+  ax.set_ylabel("alive training samples (%)")
+  ax.set_title("SPG survival after each replica")
+  if survival:
+    ax.legend(fontsize=7)
+
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
