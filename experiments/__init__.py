@@ -1,0 +1,1 @@
+"""Experiment entry point (`python -m experiments.main`), configs and benchmark scripts."""

@@ -1,0 +1,1 @@
+"""Experiment configs: each module has `get_config(arg=None)`; `arg="quick"` is a CPU variant."""
