@@ -19,7 +19,7 @@ Losses:
   classification_spg_loss, LOSS_FORMS
 Temporary modules and wrapper (Flax linen):
   HPOReplica, NASReplica, ResidualMLPBlock, ResidualConvBlock, hpo_replicas, nas_replicas,
-  SPGModel, strip_replicas, head_variables, apply_shared_head
+  SPGModel, strip_replicas, with_base, head_variables, apply_shared_head
 Functional entry point for any JAX model:
   init_hpo_replicas, hpo_step_logits
 Validation:
@@ -38,7 +38,7 @@ from spg_jax.core import (
 from spg_jax.functional import hpo_step_logits, init_hpo_replicas
 from spg_jax.replicas import (
     HPOReplica, NASReplica, ResidualConvBlock, ResidualMLPBlock, SPGModel, apply_shared_head,
-    head_variables, hpo_replicas, nas_replicas, strip_replicas)
+    head_variables, hpo_replicas, nas_replicas, strip_replicas, with_base)
 from spg_jax.sharding import batch_sharding, make_mesh, replicated, shard_batch
 
 __all__ = [
@@ -51,5 +51,5 @@ __all__ = [
     "validate_hparams", "validate_lambdas", "validate_rates", "hpo_step_logits",
     "init_hpo_replicas", "HPOReplica", "NASReplica", "ResidualConvBlock", "ResidualMLPBlock",
     "SPGModel", "apply_shared_head", "head_variables", "hpo_replicas", "nas_replicas",
-    "strip_replicas", "batch_sharding", "make_mesh", "replicated", "shard_batch",
+    "strip_replicas", "with_base", "batch_sharding", "make_mesh", "replicated", "shard_batch",
 ]

@@ -241,3 +241,32 @@ def strip_replicas(tree: dict) -> dict:
   if "base" in tree:
     return tree["base"]
   return {collection: sub["base"] for collection, sub in tree.items() if "base" in sub}
+
+
+def with_base(variables: dict, base_variables: dict) -> dict:
+  """SPGModel variables whose base part is replaced by `base_variables` (e.g. a trained
+  checkpoint to retrain with SPG); replicas keep their values.
+
+  Args:
+    variables: SPGModel variables `{"params": {"base": ..., "replicas_t": ...}, ...}`.
+    base_variables: base-model variables `{"params": ..., "batch_stats": ...}` with exactly
+      the structure of `strip_replicas(variables)`.
+  Raises:
+    ValueError if the structures or shapes differ (a checkpoint of another model/config).
+  """
+  current = strip_replicas(variables)
+  expected = jax.tree.structure(current)
+  given = jax.tree.structure(base_variables)
+  if expected != given:
+    raise ValueError("base_variables: tree structure does not match the model "
+                     f"(expected collections {sorted(current)}, got {sorted(base_variables)}); "
+                     "is it a checkpoint of a different model or config?")
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(current)[0],
+                          jax.tree.leaves(base_variables)):
+    if jnp.shape(a) != jnp.shape(b):
+      raise ValueError(f"base_variables{jax.tree_util.keystr(path)}: shape {jnp.shape(b)} "
+                       f"does not match the model's {jnp.shape(a)}")
+  out = {collection: dict(tree) for collection, tree in variables.items()}
+  for collection, tree in base_variables.items():
+    out[collection]["base"] = tree
+  return out
