@@ -1,0 +1,128 @@
+"""Input pipelines: embedded datasets (no download) and TFDS datasets through grain.
+
+Public API:
+  names()                       known dataset names.
+  dataset_info(name)            DatasetInfo(num_classes, input_shape, ...).
+  make_source(name, split, ...) random-access source of preprocessed (eval-style) examples.
+  make_iterator(name, split, global_batch_size=..., mesh=..., seed=...)
+                                sharded global batches with get_state()/set_state().
+
+Examples are `{"input": float32 [*input_shape], "label": int32 []}`. Splits are "train",
+"validation" (carved from the training data, for model selection) and "test" (final reports
+only; ImageNet's public "validation" split). Train-time augmentation happens in the
+pipeline (`make_iterator(..., augment=True)`, the default for "train"), never in the source.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import jax
+from jax.sharding import Mesh
+
+from spg_jax import sharding
+from spg_jax.data import catalog
+from spg_jax.data import embedded
+from spg_jax.data import pipeline
+from spg_jax.data import sources
+from spg_jax.data import tfds_sources
+from spg_jax.data.catalog import DatasetInfo, dataset_info, names, SPLITS
+from spg_jax.data.pipeline import DataIterator, build_dataset
+
+__all__ = ["DataIterator", "DatasetInfo", "SPLITS", "build_dataset", "dataset_info",
+           "make_iterator", "make_parts", "make_source", "names"]
+
+
+def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
+               validation_fraction: float = 0.1) -> sources.Parts:
+  """Raw examples of a split with the dataset's eval and (optional) train transforms."""
+  info = dataset_info(name)
+  catalog.check_split(split)
+  catalog.check_validation_fraction(validation_fraction)
+  if info.kind == "embedded":
+    raw = embedded.make_embedded_source(name, split, split_seed=seed,
+                                        validation_fraction=validation_fraction)
+    parts = sources.Parts(raw, sources.identity, None)
+  else:
+    parts = tfds_sources.make_tfds_parts(name, split, data_dir=data_dir,
+                                         validation_fraction=validation_fraction)
+  if len(parts.raw) == 0:
+    raise ValueError(f"validation_fraction={validation_fraction!r}: leaves split={split!r} "
+                     f"of {name!r} empty")
+  return parts
+
+
+def make_source(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
+                validation_fraction: float = 0.1) -> Any:
+  """A random-access source of eval-style preprocessed examples.
+
+  Args:
+    name: one of `names()`.
+    split: "train", "validation" or "test".
+    data_dir: TFDS data directory (TFDS datasets only; default: $TFDS_DATA_DIR or
+      ~/tensorflow_datasets). Nothing is ever downloaded.
+    seed: the split seed of the embedded datasets (which examples are train / validation /
+      test); TFDS splits are fixed (validation = the last `validation_fraction` of "train").
+    validation_fraction: share of the training data held out as "validation".
+
+  Returns:
+    `src` with `len(src)` and `src[i]` -> `{"input": float32 [*input_shape], "label": int32 []}`.
+  """
+  parts = make_parts(name, split, data_dir=data_dir, seed=seed,
+                     validation_fraction=validation_fraction)
+  if parts.eval_fn is sources.identity:
+    return parts.raw
+  return sources.MappedSource(parts.raw, parts.eval_fn)
+
+
+def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, seed: int,
+                  data_dir: str | None = None, shuffle: bool = True,
+                  num_epochs: int | None = None, augment: bool | None = None,
+                  drop_remainder: bool = True, worker_count: int = 0,
+                  validation_fraction: float = 0.1,
+                  read_options: grain.ReadOptions | None = None) -> DataIterator:
+  """Global batches of `split`, sharded over the mesh's `'data'` axis; checkpointable.
+
+  Args:
+    name, split, data_dir, validation_fraction: as in `make_source` (the split seed is
+      fixed at 0, so every training seed sees the same train / validation examples).
+    global_batch_size: examples per batch over all processes; a multiple of the number of
+      devices on the `'data'` axis.
+    mesh: from `spg_jax.sharding.make_mesh`.
+    seed: fixes the order and the augmentation.
+    shuffle: reshuffle every epoch (otherwise source order).
+    num_epochs: passes over the data; None repeats forever.
+    augment: train-time augmentation (crop/flip for CIFAR and ImageNet; the embedded
+      datasets and MNIST have none); default True for "train", False otherwise.
+    drop_remainder: drop the last incomplete batch; if False, pad it and add a bool
+      `"mask"` to every batch (False on padding).
+    worker_count: grain multiprocessing workers (0: read with threads in this process).
+      Needs absl flags parsed (`absl.app.run`), which grain's workers read.
+    read_options: grain's reader threads and read-ahead, counted in examples (default
+      grain's: 16 threads, 500 examples).
+
+  Returns:
+    A `DataIterator`: `next(it)` -> `{"input": jax.Array [B, *input_shape] float32,
+    "label": jax.Array [B] int32}` with NamedSharding(mesh, P('data')); `get_state()` /
+    `set_state(state)` for checkpointing.
+  """
+  info = dataset_info(name)
+  catalog.check_split(split)
+  sharding.check_batch_divisible(global_batch_size, mesh)
+  pipeline.check_pipeline_args(seed=seed, num_epochs=num_epochs, worker_count=worker_count)
+  if augment is None:
+    augment = split == "train"
+  parts = make_parts(name, split, data_dir=data_dir, validation_fraction=validation_fraction)
+  process_index, process_count = jax.process_index(), jax.process_count()
+  dataset = build_dataset(
+      parts.raw, parts.eval_fn, parts.train_fn, input_shape=info.input_shape,
+      global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,
+      num_epochs=num_epochs, augment=augment, drop_remainder=drop_remainder,
+      process_index=process_index, process_count=process_count, worker_count=worker_count,
+      read_options=read_options)
+  config = {"name": name, "split": split, "global_batch_size": global_batch_size,
+            "seed": int(seed), "shuffle": shuffle, "num_epochs": num_epochs,
+            "augment": bool(augment), "drop_remainder": drop_remainder,
+            "validation_fraction": validation_fraction, "process_count": process_count,
+            "num_examples": len(parts.raw)}
+  return DataIterator(dataset, mesh, config)
