@@ -83,6 +83,9 @@ def test_bad_split_and_arguments(mesh):
     data.make_source("digits", "validation", validation_fraction=0.0)
   with pytest.raises(ValueError, match="num_epochs=0"):
     data.make_iterator("digits", "train", global_batch_size=8, mesh=mesh, seed=0, num_epochs=0)
+  with pytest.raises(ValueError, match="batch_size=160: more than the 144 examples"):
+    data.make_iterator("digits", "validation", global_batch_size=160, mesh=mesh, seed=0,
+                       num_epochs=1)
   with pytest.raises(ValueError, match="seed=-1"):
     data.make_iterator("digits", "train", global_batch_size=8, mesh=mesh, seed=-1)
 

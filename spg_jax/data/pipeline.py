@@ -15,7 +15,6 @@ batch, which is what `jax.make_array_from_process_local_data` expects.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable, Sequence
 
 import grain
@@ -150,8 +149,11 @@ def build_dataset(
     ds = grain.MapDataset.range(padded_len).map_with_index(
         _PadEpochs(ds_map(_AddMask(fn)), n, padded_len, input_shape))
   ds = ds.repeat(num_epochs)
-  total = len(ds)  # sys.maxsize when repeating forever
-  num_batches = total // global_batch_size if total < sys.maxsize else sys.maxsize // global_batch_size
+  # len(ds) is sys.maxsize when repeating forever; the floor division keeps that "infinite".
+  num_batches = len(ds) // global_batch_size
+  if num_batches == 0:
+    raise ValueError(f"batch_size={global_batch_size}: more than the {len(ds)} examples of "
+                     f"num_epochs={num_epochs} pass(es) with drop_remainder=True")
   ds = grain.MapDataset.range(num_batches * local_batch).map(
       _ProcessRows(ds, process_index, local_batch, global_batch_size))
   # Prefetch threads work per example (ImageNet decoding parallelises) and the read-ahead
