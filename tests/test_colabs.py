@@ -1,0 +1,97 @@
+"""The colabs: each runs end to end on CPU, draws its figures, and matches its jupytext twin.
+
+Every notebook under `colabs/` is executed in a fresh "python3" kernel (cwd the repository
+root, as after the Colab install cell, so `experiments.configs` imports; JAX on one CPU
+device; matplotlib's inline backend) with nbclient; any cell error fails the test.
+The repository stores the notebooks without outputs, each paired with a percent-format `.py`
+twin holding the same cells.
+"""
+import os
+import pathlib
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COLABS = ROOT / "colabs"
+NOTEBOOKS = ("02_bring_your_own_model", "03_anatomy_of_a_trajectory")
+# Per cell; generous because the CPU may be shared (each notebook runs in well under 2 min).
+CELL_TIMEOUT_S = 300
+INSTALL_GUARD = 'if "google.colab" in sys.modules:'
+
+
+def _kernel_env() -> dict:
+  """The test process's environment, but JAX on one CPU device (as on a laptop or in a CPU
+  Colab: conftest forces 8 host devices for the sharding tests) and no forced matplotlib
+  backend (the kernel's inline backend is what renders image/png outputs)."""
+  env = dict(os.environ)
+  env["JAX_PLATFORMS"] = "cpu"
+  flags = [f for f in env.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join(flags)
+  env.pop("MPLBACKEND", None)
+  return env
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+  return nbformat.read(COLABS / f"{name}.ipynb", as_version=4)
+
+
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+  return [(cell.cell_type, cell.source.strip()) for cell in nb.cells]
+
+
+def _images(nb: nbformat.NotebookNode) -> int:
+  return sum("image/png" in output.get("data", {})
+             for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs)
+
+
+def test_colabs_folder_holds_exactly_the_paired_notebooks():
+  notebooks = sorted(p.name for p in COLABS.glob("*.ipynb"))
+  twins = sorted(p.name for p in COLABS.glob("*.py"))
+  assert notebooks == [f"{name}.ipynb" for name in NOTEBOOKS]
+  assert twins == [f"{name}.py" for name in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_matches_its_jupytext_twin_and_has_no_outputs(name):
+  nb = _read(name)
+  twin = jupytext.read(COLABS / f"{name}.py")
+  assert _cells(nb) == _cells(twin), f"{name}: run `jupytext --sync colabs/{name}.py`"
+  assert nb.metadata["kernelspec"]["name"] == "python3"
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, \
+          f"{name}: stored outputs; strip them (jupytext --to ipynb colabs/{name}.py)"
+
+
+def _code(name: str) -> list[str]:
+  return [cell.source for cell in _read(name).cells if cell.cell_type == "code"]
+
+
+def test_notebooks_share_one_install_cell_that_runs_only_in_colab():
+  first = {_code(name)[0] for name in NOTEBOOKS}
+  assert len(first) == 1
+  (install,) = first
+  assert INSTALL_GUARD in install and "git clone" in install and "pip install" in install
+  guarded = install.split(INSTALL_GUARD, 1)[1]
+  assert all(line.startswith("  ") for line in guarded.splitlines()[1:] if line.strip()), \
+      "everything after the Colab guard must be inside it (a no-op elsewhere)"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_uses_spg_jax(name):
+  assert any("import spg_jax" in source for source in _code(name))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_executes_on_cpu_and_renders_figures(name):
+  nb = _read(name)
+  client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                          resources={"metadata": {"path": str(ROOT)}})
+  client.execute(env=_kernel_env())  # raises CellExecutionError on any cell error
+  shows = sum(cell.source.count("plt.show()") for cell in nb.cells if cell.cell_type == "code")
+  assert shows >= 1
+  assert _images(nb) >= shows, f"{name}: {_images(nb)} image/png outputs for {shows} figures"
