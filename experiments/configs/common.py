@@ -117,6 +117,17 @@ def quick(config: ml_collections.ConfigDict, *, num_steps: int = 100,
   return config
 
 
+def quick_tiny_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Quick variant of a large-model config: the same data pipeline, optimizer, schedule and
+  SPG settings with the tiny `cnn_digits` CNN (global pooling, any image size), 4 steps of
+  batch 8: a CPU check of the plumbing (tests run it under `tfds.testing.mock_data`)."""
+  config.model.name = "cnn_digits"
+  config.model.kwargs = ml_collections.ConfigDict()
+  quick(config, num_steps=4, batch_size=8)
+  config.eval_batch_size = 8
+  return config
+
+
 def variant(arg: str | None) -> str:
   """Validates the `--config=path:ARG` variant name ("" / None: full, or "quick")."""
   arg = arg or ""

@@ -1,0 +1,19 @@
+"""sklearn's 8x8 digits with a small BatchNorm CNN, SPG-HPO (T=3). Embedded data.
+
+  python -m experiments.main --config=experiments/configs/digits_spg.py[:quick] --workdir=DIR
+"""
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  config = common.base_config()
+  config.model.name = "cnn_digits"
+  config.dataset.name = "digits"
+  config.batch_size = 64
+  config.num_steps = 1500
+  config.eval_every_steps = 250
+  config.optimizer.learning_rate = 0.05
+  config.schedule.name = "cosine"
+  if common.variant(arg) == "quick":
+    common.quick(config, num_steps=60)
+  return config

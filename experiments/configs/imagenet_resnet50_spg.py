@@ -1,0 +1,47 @@
+"""ImageNet-1K ResNet-50 retrained with SPG-HPO: the reference recipe (SPG_METHOD.md sec. 6).
+
+40 epochs, SGD (momentum 0.9, weight decay 1e-4), lr 4e-4, x0.5 every 10 epochs, global
+batch 256, T=3, lambdas (0.4, 0.2, 0.1), dropout 0.2, loss normalisation on. The reference
+starts from a trained checkpoint: pass its base variables as
+`train_and_evaluate(config, workdir, init_variables=...)` (or use the protocol config).
+Model selection uses 1% of the training images held out as validation; the public
+ImageNet validation split is our test split, evaluated once at the end.
+Needs `tfds build imagenet2012 --file_format=array_record --manual_dir=... --data_dir=DIR`.
+
+The quick variant keeps the pipeline, optimizer, schedule and SPG settings but swaps in the
+tiny `cnn_digits` CNN (global pooling, takes 224x224x3) for a few CPU steps under
+`tfds.testing.mock_data`.
+"""
+from experiments.configs import common
+
+_TRAIN_IMAGES = 1_281_167
+_VALIDATION_FRACTION = 0.01
+_BATCH = 256
+_STEPS_PER_EPOCH = int(_TRAIN_IMAGES * (1 - _VALIDATION_FRACTION)) // _BATCH
+
+
+def get_config(arg: str | None = None):
+  config = common.base_config()
+  config.model.name = "resnet50"
+  config.dataset.name = "imagenet2012"
+  config.dataset.validation_fraction = _VALIDATION_FRACTION
+  config.batch_size = _BATCH
+  config.eval_batch_size = 1024
+  config.num_steps = 40 * _STEPS_PER_EPOCH
+  config.log_every_steps = 200
+  config.eval_every_steps = _STEPS_PER_EPOCH
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 4e-4
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 1e-4
+  config.schedule.name = "step"
+  config.schedule.decay_every_steps = 10 * _STEPS_PER_EPOCH
+  config.schedule.decay_factor = 0.5
+  config.spg.rate = 0.2
+  config.spg.normalize = "loss"
+  config.checkpoint.every_steps = _STEPS_PER_EPOCH
+  config.checkpoint.keep = 3
+  if common.variant(arg) == "quick":
+    common.quick_tiny_model(config)
+    config.schedule.decay_every_steps = 2
+  return config

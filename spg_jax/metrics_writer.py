@@ -1,0 +1,84 @@
+"""Scalar logging: TensorBoard event files (tensorboardX, no TensorFlow), a JSONL mirror of
+every scalar (`workdir/metrics.jsonl`), and a tqdm progress bar with steps/s and ETA.
+
+Array metrics are flattened to scalars: `survival` `[T+1]` -> `survival_0 .. survival_T`.
+Only process 0 writes (`enabled=False` elsewhere); the in-memory `history` is kept anyway.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def flatten_scalars(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+  """`{"loss": 0.3, "survival": [0.9, 0.8]}` -> `{"p/loss": 0.3, "p/survival_0": 0.9, ...}`."""
+  out = {}
+  for name, value in metrics.items():
+    array = np.asarray(value, np.float64)
+    key = f"{prefix}/{name}" if prefix else name
+    if array.ndim == 0:
+      out[key] = float(array)
+    else:
+      for i, v in enumerate(array.reshape(-1)):
+        out[f"{key}_{i}"] = float(v)
+  return out
+
+
+class MetricsWriter:
+  """Writes scalars to TensorBoard and JSONL and drives the console progress bar.
+
+  Args:
+    workdir: run directory (`tensorboard/` and `metrics.jsonl` go inside).
+    num_steps: total steps (progress bar).
+    initial_step: where the run (re)starts.
+    enabled: write files and show the bar (process 0 only).
+    progress_bar: show the tqdm bar.
+  """
+
+  def __init__(self, workdir: str, num_steps: int, initial_step: int = 0, *,
+               enabled: bool = True, progress_bar: bool = True):
+    self.history: list[dict[str, float]] = []
+    self._tb = self._jsonl = self._bar = None
+    if not enabled:
+      return
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top  (heavy)
+    self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    if progress_bar:
+      import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm.tqdm(total=num_steps, initial=initial_step, unit="step",
+                            dynamic_ncols=True)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Logs `scalars` at `step` to every sink and appends them to `history`."""
+    record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    self.history.append(record)
+    if self._tb is not None:
+      for name, value in scalars.items():
+        self._tb.add_scalar(name, value, global_step=step)
+    if self._jsonl is not None:
+      clean = {k: (v if math.isfinite(v) else str(v)) if isinstance(v, float) else v
+               for k, v in record.items()}
+      self._jsonl.write(json.dumps(clean) + "\n")
+      self._jsonl.flush()
+    if self._bar is not None:
+      shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in scalars.items()
+               if k in ("train/loss", "train/accuracy", "eval/accuracy")}
+      if shown:
+        self._bar.set_postfix(shown, refresh=False)
+
+  def advance(self, steps: int = 1) -> None:
+    if self._bar is not None:
+      self._bar.update(steps)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+    if self._tb is not None:
+      self._tb.close()
+    if self._jsonl is not None:
+      self._jsonl.close()

@@ -1,0 +1,133 @@
+"""Optimizers and learning-rate schedules, every tunable value injected into the opt state.
+
+`make_optimizer(...)` returns an optax chain whose numeric hyperparameters are traced values
+in `opt_state` (found with `optax.tree_utils.tree_get/tree_set`), so a controller or a new
+run with other values changes them without recompiling:
+
+  * `learning_rate`: the peak (base) learning rate, a constant the caller may overwrite;
+  * `schedule_factor`: the schedule's multiplier in [0, 1], recomputed by optax every step
+    from the step count (a controller never writes it);
+  * `momentum` (SGD), `weight_decay`;
+  * `lr_scale`: a per-step multiplier of the whole update (the "lr" form of SPG's loss
+    normalisation writes it every step; 1.0 otherwise).
+
+The effective learning rate of a step is `learning_rate * schedule_factor * lr_scale`.
+Only the schedule's *shape* (name, decay period, decay factor, warm-up, total steps) is
+static: it is part of the compiled step.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+LR_SCALE = "lr_scale"
+
+
+def schedule_factor(name: str, num_steps: int, *, decay_every_steps: int = 0,
+                    decay_factor: float = 0.5, warmup_steps: int = 0) -> optax.Schedule:
+  """A multiplier schedule `count -> factor` with peak 1.
+
+  Args:
+    name: "constant"; "step" (x`decay_factor` every `decay_every_steps` steps, counted after
+      warm-up; the reference uses x0.5 every 10 epochs); "cosine" (to 0 at `num_steps`).
+    num_steps: total training steps.
+    warmup_steps: linear warm-up over this many steps, 1/warmup_steps at step 0 up to 1
+      (so the first step already moves); 0: none.
+  """
+  if name not in SCHEDULES:
+    raise ValueError(f"schedule.name={name!r}: must be one of {SCHEDULES}")
+  main_steps = max(num_steps - warmup_steps, 1)
+  if name == "constant":
+    main = optax.constant_schedule(1.0)
+  elif name == "step":
+    main = optax.exponential_decay(1.0, transition_steps=max(decay_every_steps, 1),
+                                   decay_rate=decay_factor, staircase=True)
+  else:
+    main = optax.cosine_decay_schedule(1.0, decay_steps=main_steps)
+  if warmup_steps <= 0:
+    return main
+  warmup = optax.linear_schedule(1.0 / warmup_steps, 1.0, transition_steps=warmup_steps - 1)
+  return optax.join_schedules([warmup, main], boundaries=[warmup_steps])
+
+
+def _sgd(learning_rate, schedule_factor, momentum, weight_decay, nesterov):  # pylint: disable=redefined-outer-name
+  """torchvision-style SGD: weight decay added to the gradient before momentum."""
+  return optax.chain(
+      optax.add_decayed_weights(weight_decay),
+      optax.sgd(learning_rate * schedule_factor, momentum=momentum, nesterov=nesterov))
+
+
+def _adamw(learning_rate, schedule_factor, weight_decay):  # pylint: disable=redefined-outer-name
+  return optax.adamw(learning_rate * schedule_factor, weight_decay=weight_decay)
+
+
+def make_optimizer(name: str, schedule: Callable[[Any], Any], *, learning_rate: float,
+                   momentum: float = 0.9, weight_decay: float = 0.0,
+                   nesterov: bool = False) -> optax.GradientTransformation:
+  """The optimizer chain `[inject_hyperparams(sgd|adamw), inject_hyperparams(scale)]`.
+
+  Args:
+    name: "sgd" (with momentum; the reference default) or "adamw".
+    schedule: from `schedule_factor`.
+    learning_rate, momentum, weight_decay: initial values of the injected hyperparameters.
+    nesterov: Nesterov momentum (SGD only; static).
+  """
+  if name == "sgd":
+    inner = optax.inject_hyperparams(_sgd, static_args=("nesterov",))(
+        learning_rate=learning_rate, schedule_factor=schedule, momentum=momentum,
+        weight_decay=weight_decay, nesterov=nesterov)
+  elif name == "adamw":
+    inner = optax.inject_hyperparams(_adamw)(
+        learning_rate=learning_rate, schedule_factor=schedule, weight_decay=weight_decay)
+  else:
+    raise ValueError(f"optimizer.name={name!r}: must be one of {OPTIMIZERS}")
+  scale = optax.inject_hyperparams(optax.scale)(step_size=1.0)
+  return optax.chain(inner, scale)
+
+
+def _is_value(path, value) -> bool:
+  # A schedule's own state (`hyperparams_states`) shares the hyperparameter's name.
+  del path
+  return not isinstance(value, tuple)
+
+
+def get_hparam(opt_state: Any, name: str) -> jnp.ndarray:
+  """The current value of injected hyperparameter `name` (`lr_scale` included)."""
+  return optax.tree_utils.tree_get(opt_state, "step_size" if name == LR_SCALE else name,
+                                   filtering=_is_value)
+
+
+def set_hparams(opt_state: Any, **values: Any) -> Any:
+  """`opt_state` with injected hyperparameters replaced (same dtype and sharding, so nothing
+  recompiles); works inside and outside jit.
+
+  `lr_scale=` sets the scale of the whole update.
+  """
+  renamed = {("step_size" if k == LR_SCALE else k): v for k, v in values.items()}
+  current = {k: optax.tree_utils.tree_get(opt_state, k, filtering=_is_value)
+             for k in renamed}
+  missing = sorted(k for k, v in current.items() if v is None)
+  if missing:
+    raise ValueError(f"optimizer state has no injected hyperparameter(s) {missing}")
+  cast = {k: _like(v, current[k]) for k, v in renamed.items()}
+  return optax.tree_utils.tree_set(opt_state, **cast)
+
+
+def _like(value: Any, current: Any) -> Any:
+  """`value` with `current`'s dtype and, outside jit, its sharding: a jitted step's trace
+  depends on both, so a value written from the host must match to avoid retracing."""
+  value = jnp.asarray(value, dtype=jnp.asarray(current).dtype)
+  if isinstance(current, jax.Array) and not isinstance(current, jax.core.Tracer):
+    value = jax.device_put(value, current.sharding)
+  return value
+
+
+def learning_rate(opt_state: Any) -> jnp.ndarray:
+  """Effective learning rate of the last update: `learning_rate * schedule_factor * lr_scale`."""
+  return (get_hparam(opt_state, "learning_rate") * get_hparam(opt_state, "schedule_factor")
+          * get_hparam(opt_state, LR_SCALE))
