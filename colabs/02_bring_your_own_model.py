@@ -136,23 +136,27 @@ plt.show()
 
 # %% [markdown]
 # ## Logits per step on a batch
-# Each panel is one test sample: rows are the steps (0 = the base model), columns the
-# classes, colour the softmax probability; the red frame marks the true class. The replicas
-# see the head's input with more and more dropout, so their predictions get less sure.
+# The test batch through the training-time forward pass: `[B, T+1, C]`. Each panel is one of
+# the six samples the base model is least sure about: rows are the steps (0 = the base
+# model), columns the classes, colour the logit; the red frame marks the true class. The
+# replicas see the head's input with more and more dropout, so their logits drift.
 
 # %%
-batch_logits = step_logits(params, x_test[:6], jax.random.key(2))
+batch_logits = step_logits(params, x_test, jax.random.key(2))
 print("step logits", batch_logits.shape)   # [B, T+1, C]
-probs = jax.nn.softmax(batch_logits, axis=-1)
-fig, axes = plt.subplots(1, 6, figsize=(14, 2.6), sharey=True)
-for i, ax in enumerate(axes):
-  ax.imshow(probs[i], vmin=0, vmax=1, cmap="viridis", aspect="auto")
-  ax.add_patch(plt.Rectangle((y_test[i] - 0.5, -0.5), 1, probs.shape[1], fill=False,
+base_probs = jax.nn.softmax(batch_logits[:, 0], axis=-1)
+shown = np.argsort(np.asarray(base_probs.max(axis=-1)))[:6]   # least confident first
+scale = float(np.abs(batch_logits[shown]).max())
+fig, axes = plt.subplots(1, 6, figsize=(15, 2.8), sharey=True)
+for ax, i in zip(axes, shown):
+  image = ax.imshow(batch_logits[i], cmap="coolwarm", aspect="auto", vmin=-scale, vmax=scale)
+  ax.add_patch(plt.Rectangle((y_test[i] - 0.5, -0.5), 1, batch_logits.shape[1], fill=False,
                              edgecolor="red", linewidth=2))
-  ax.set_title(f"label {y_test[i]}")
+  ax.set_title(f"label {y_test[i]}, predicted {int(batch_logits[i, 0].argmax())}")
   ax.set_xlabel("class")
 axes[0].set_ylabel("step")
-axes[0].set_yticks(range(probs.shape[1]))
+axes[0].set_yticks(range(batch_logits.shape[1]))
+fig.colorbar(image, ax=axes, fraction=0.02, label="logit")
 plt.show()
 
 # %% [markdown]
