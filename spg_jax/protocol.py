@@ -1,0 +1,450 @@
+"""The retraining protocol the paper evaluates, done with a control arm, a validation split
+and seeds: `run_protocol(config, workdir) -> ProtocolResult`.
+
+Per seed k (SPG_METHOD.md section 6, and how this project does better):
+  1. base: train the base model from scratch with SPG disabled (`protocol.base` overrides),
+     or load the exported checkpoint `protocol.init_checkpoint` (the same for every seed);
+     the "base" row is that checkpoint as it was.
+  2. arms: from the base's best-on-validation variables, train every arm of
+     `protocol.arms` with the SAME step budget (`protocol.retrain` overrides shared by all
+     arms, then the arm's own): typically "control" (continued training, no SPG),
+     "spg_hpo" and "spg_nas".
+  3. each arm's checkpoint is picked on the VALIDATION split (carved from the training
+     data); 4. the TEST split is evaluated once with it.
+  5. repeat over `protocol.seeds`; the arms of one seed share that seed (same data order,
+     same base), so differences between arms are paired by seed.
+  6. `results.md` (mean ± std, n, paired difference against `protocol.reference` with a t
+     interval, per-seed raw numbers, command, config, date, hardware, versions) and
+     `results.png`; every base and arm model (replicas stripped) is exported to
+     `workdir/exports/<arm>/seed_<k>` (`checkpointing.load_exported` reads it back).
+
+Each run lives in `workdir/runs/<arm>/seed_<k>`; the trainer resumes a run from its
+checkpoint there, so an interrupted protocol re-run on the same workdir continues where it
+stopped. Compiled steps are cached by static settings (`steps.get_engine`), so all seeds,
+and arms with the same structure, compile once.
+
+The `protocol` config section (see experiments/configs/mnist1d_protocol.py):
+  seeds: training seeds; init_checkpoint: exported base model to start from (None: train
+  it); base / retrain / arms.<name>: nested overrides of the run config (same field names
+  as the config itself); reference: the arm every other is compared with; confidence: of
+  the intervals.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import importlib.metadata
+import os
+import platform
+import shlex
+import sys
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from spg_jax import checkpointing
+from spg_jax import config_validation
+from spg_jax import data
+from spg_jax import report
+from spg_jax import sharding
+from spg_jax import steps
+from spg_jax import trainer
+
+BASE_ARM = "base"
+RUNS_DIR = "runs"
+EXPORTS_DIR = "exports"
+RESULTS_MD = "results.md"
+RESULTS_PNG = "results.png"
+# Fields every arm must share so that the comparison has the same budget.
+BUDGET_FIELDS = ("num_steps", "batch_size")
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy",
+              "ml-collections", "grain", "matplotlib")
+
+
+@dataclasses.dataclass
+class RunRecord:
+  """One trained (or loaded) model of the protocol.
+
+  val_curve: `(steps [K], validation accuracy [K])`, step 0 = the starting point.
+  survival: per replica t (SPG arms only): `(steps [K], fraction of training samples still
+    correct after replica t [K])`.
+  """
+  arm: str
+  seed: int
+  test_accuracy: float
+  best_step: int
+  best_val_accuracy: float
+  num_steps: int
+  wall_time_s: float
+  export_dir: str
+  val_curve: tuple[list[float], list[float]]
+  survival: list[tuple[list[float], list[float]]]
+
+
+@dataclasses.dataclass
+class ProtocolResult:
+  """What `run_protocol` returns; `str(result)` is the results table.
+
+  accuracies: arm -> per-seed test accuracies (ordered like `seeds`), "base" first.
+  runs: arm -> per-seed `RunRecord`s.
+  """
+  seeds: list[int]
+  arms: list[str]
+  reference: str
+  confidence: float
+  accuracies: dict[str, list[float]]
+  runs: dict[str, list[RunRecord]]
+  results_md: str
+  results_png: str
+  wall_time_s: float
+
+  def table(self) -> str:
+    return report.results_table_markdown(self.accuracies, self.reference, self.confidence)
+
+  def __str__(self) -> str:
+    return (self.table() + "\n" + report.summary_sentence(self.accuracies, self.reference,
+                                                          self.confidence)
+            + f"\nprotocol wall time {self.wall_time_s:.1f} s; details in {self.results_md}")
+
+
+# ----------------------------------------------------------------------------- configs
+def apply_overrides(config: Any, overrides: Mapping[str, Any], path: str = "config") -> None:
+  """Writes nested `overrides` into `config` in place (an unlocked ConfigDict).
+
+  A key must already exist in `config` (a typo fails loudly, naming the field), except
+  below a `kwargs` entry (model constructor arguments are free-form).
+  """
+  for key, value in overrides.items():
+    field = f"{path}.{key}"
+    free_form = path.endswith(".kwargs")
+    if key not in config and not free_form:
+      raise ValueError(f"{field}: no such field in the config (override of a protocol stage)")
+    if hasattr(value, "items") and key in config and hasattr(config[key], "items"):
+      apply_overrides(config[key], value, field)
+    else:
+      config[key] = copy.deepcopy(value)
+
+
+def _stage_config(config: Any, *overrides: Mapping[str, Any], seed: int) -> Any:
+  """A run config: `config` without its protocol section, `overrides` applied in order."""
+  out = copy.deepcopy(config)
+  with out.unlocked():
+    del out["protocol"]
+    for o in overrides:
+      apply_overrides(out, o)
+    out.seed = int(seed)
+    out.eval_test = True  # the protocol reports test accuracy of every run
+  return out
+
+
+def base_stage_config(config: Any, seed: int) -> Any:
+  """The run config that trains the base model from scratch: SPG and controller off."""
+  out = _stage_config(config, config.protocol.base, seed=seed)
+  out.spg.enabled = False
+  out.controller.enabled = False
+  return out
+
+
+def arm_stage_configs(config: Any, seed: int) -> dict[str, Any]:
+  """Arm name -> run config (`protocol.retrain`, then the arm's overrides), reference first.
+
+  Raises a ValueError if the arms differ in a budget field (`BUDGET_FIELDS`).
+  """
+  protocol = config.protocol
+  names = list(protocol.arms)
+  if protocol.reference not in names:
+    raise ValueError(f"config.protocol.reference={protocol.reference!r}: not among the "
+                     f"arms {names}")
+  if BASE_ARM in names:
+    raise ValueError(f"config.protocol.arms.{BASE_ARM}: reserved for the starting "
+                     f"checkpoint; give the arm another name")
+  names = [protocol.reference] + [n for n in names if n != protocol.reference]
+  arms = {n: _stage_config(config, protocol.retrain, protocol.arms[n], seed=seed)
+          for n in names}
+  for field in BUDGET_FIELDS:
+    values = {n: c[field] for n, c in arms.items()}
+    if len(set(values.values())) > 1:
+      raise ValueError(f"config.protocol.arms: every arm needs the same {field} (same "
+                       f"budget), got {values}")
+  return arms
+
+
+def validate_protocol(config: Any) -> None:
+  """Checks the protocol section and every stage's run config before anything compiles."""
+  if "protocol" not in config:
+    raise ValueError("config.protocol: missing (run_protocol needs a protocol section)")
+  protocol = config.protocol
+  seeds = list(protocol.seeds)
+  if not seeds or len(set(seeds)) != len(seeds) or any(
+      isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+    raise ValueError(f"config.protocol.seeds={tuple(seeds)!r}: must be distinct integers "
+                     f">= 0, at least one")
+  if not 0.0 < protocol.confidence < 1.0:
+    raise ValueError(f"config.protocol.confidence={protocol.confidence!r}: must be in (0, 1)")
+  if not list(protocol.arms):
+    raise ValueError("config.protocol.arms: needs at least one arm")
+  checkpoint = protocol.init_checkpoint
+  if checkpoint is not None and not os.path.isdir(checkpoint):
+    raise ValueError(f"config.protocol.init_checkpoint={checkpoint!r}: no such directory "
+                     f"(an export written by checkpointing.export_variables)")
+  stages = {BASE_ARM: base_stage_config(config, seeds[0]),
+            **arm_stage_configs(config, seeds[0])}
+  for name, stage in stages.items():
+    try:
+      config_validation.validate_config(stage)
+    except ValueError as e:
+      raise ValueError(f"protocol stage {name!r}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate_variables(config: Any, variables: dict, split: str) -> float:
+  """Accuracy of base-model `variables` on every example of `split` (SPG is not involved).
+
+  Used for a given `init_checkpoint`, which no training run has evaluated.
+  """
+  stage = copy.deepcopy(config)
+  with stage.unlocked():
+    stage.spg.enabled = False
+  info = data.dataset_info(stage.dataset.name)
+  mesh = sharding.make_mesh(stage.num_devices or None)
+  engine = steps.get_engine(steps.spec_from_config(stage, mesh, info.num_classes,
+                                                   info.input_shape))
+  state = engine.create_state(jax.device_put(variables, sharding.replicated(mesh)),
+                              steps.optimizer_hparams(stage), np.zeros((0,), np.float32))
+  it = data.make_iterator(
+      stage.dataset.name, split, global_batch_size=stage.eval_batch_size, mesh=mesh, seed=0,
+      data_dir=stage.dataset.data_dir, shuffle=False, num_epochs=1, drop_remainder=False,
+      validation_fraction=stage.dataset.validation_fraction)
+  correct = count = 0.0
+  for batch in it:
+    sums = jax.device_get(engine.eval_step(state, batch))
+    correct, count = correct + float(sums["correct"]), count + float(sums["count"])
+  return correct / max(count, 1.0)
+
+
+def history_curve(history: Sequence[Mapping[str, float]], key: str
+                  ) -> tuple[list[float], list[float]]:
+  """`(steps, values)` of every history record that has `key`, in step order."""
+  points = sorted((r["step"], r[key]) for r in history if key in r)
+  return [float(s) for s, _ in points], [float(v) for _, v in points]
+
+
+def survival_curves(history: Sequence[Mapping[str, float]], num_replicas: int
+                    ) -> list[tuple[list[float], list[float]]]:
+  """Per replica t = 1..T: the logged training survival after replica t over steps."""
+  return [history_curve(history, f"train/survival_{t}") for t in range(1, num_replicas + 1)]
+
+
+# ----------------------------------------------------------------------------- runs
+def _run_dir(workdir: str, directory: str, arm: str, seed: int) -> str:
+  return os.path.join(workdir, directory, arm, f"seed_{seed}")
+
+
+def _base_run(config: Any, workdir: str, seed: int) -> tuple[RunRecord, dict]:
+  """Trains (or loads) the base of `seed`; returns its record and its variables."""
+  stage = base_stage_config(config, seed)
+  export_dir = _run_dir(workdir, EXPORTS_DIR, BASE_ARM, seed)
+  start = time.time()
+  checkpoint = config.protocol.init_checkpoint
+  if checkpoint is not None:
+    variables = checkpointing.load_exported(checkpoint)
+    val = evaluate_variables(stage, variables, "validation")
+    test = evaluate_variables(stage, variables, "test")
+    record = RunRecord(BASE_ARM, seed, test, 0, val, 0, 0.0, export_dir, ([0.0], [val]), [])
+  else:
+    result = trainer.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, BASE_ARM, seed))
+    variables = result.best_variables
+    record = RunRecord(BASE_ARM, seed, float(result.test_accuracy), result.best_step,
+                       result.best_val_accuracy, result.num_steps, 0.0, export_dir,
+                       history_curve(result.history, "eval/accuracy"), [])
+  checkpointing.export_variables(export_dir, variables)
+  record.wall_time_s = time.time() - start
+  return record, variables
+
+
+def _arm_run(arm: str, stage: Any, workdir: str, seed: int, base: RunRecord,
+             base_variables: dict) -> RunRecord:
+  """Retrains `base_variables` with the arm's config; exports the best-on-validation model."""
+  result = trainer.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, arm, seed),
+                                      init_variables=base_variables)
+  export_dir = _run_dir(workdir, EXPORTS_DIR, arm, seed)
+  checkpointing.export_variables(export_dir, result.best_variables)
+  steps_, values = history_curve(result.history, "eval/accuracy")
+  # The arm starts exactly at the base's selected variables: that is its step-0 accuracy.
+  val_curve = ([0.0] + steps_, [base.best_val_accuracy] + values)
+  num_replicas = stage.spg.num_replicas if stage.spg.enabled else 0
+  return RunRecord(arm, seed, float(result.test_accuracy), result.best_step,
+                   result.best_val_accuracy, result.num_steps, result.wall_time_s, export_dir,
+                   val_curve, survival_curves(result.history, num_replicas))
+
+
+def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = print,
+                 command: str | None = None) -> ProtocolResult:
+  """Runs the protocol of `config` in `workdir` (see the module docstring).
+
+  Args:
+    config: a run config (experiments/configs/common.py) with a `protocol` section.
+    workdir: output directory: results.md, results.png, runs/, exports/.
+    log: receives one progress line per run.
+    command: the command line recorded in results.md (default: this process's argv).
+  Returns:
+    A `ProtocolResult`; `str()` of it is the table and the verdicts.
+  """
+  start = time.time()
+  validate_protocol(config)
+  protocol = config.protocol
+  seeds = [int(s) for s in protocol.seeds]
+  runs: dict[str, list[RunRecord]] = {}
+  for seed in seeds:
+    base, base_variables = _base_run(config, workdir, seed)
+    runs.setdefault(BASE_ARM, []).append(base)
+    log(_run_line(base))
+    for arm, stage in arm_stage_configs(config, seed).items():
+      record = _arm_run(arm, stage, workdir, seed, base, base_variables)
+      runs.setdefault(arm, []).append(record)
+      log(_run_line(record))
+  arms = list(runs)
+  accuracies = {arm: [r.test_accuracy for r in runs[arm]] for arm in arms}
+  result = ProtocolResult(
+      seeds=seeds, arms=arms, reference=protocol.reference,
+      confidence=float(protocol.confidence), accuracies=accuracies, runs=runs,
+      results_md=os.path.join(workdir, RESULTS_MD),
+      results_png=os.path.join(workdir, RESULTS_PNG), wall_time_s=0.0)
+  report.plot_results(
+      result.results_png, accuracies,
+      val_curves={arm: [r.val_curve for r in runs[arm]] for arm in arms if arm != BASE_ARM},
+      survival={arm: _transpose_survival(runs[arm]) for arm in arms
+                if runs[arm][0].survival},
+      title=f"{config.model.name} on {config.dataset.name}: retraining protocol, "
+            f"{len(seeds)} seeds")
+  result.wall_time_s = time.time() - start
+  with open(result.results_md, "w", encoding="utf-8") as f:
+    f.write(results_markdown(config, result, command if command is not None
+                             else shlex.join([os.path.basename(sys.executable)] + sys.argv)))
+  log(str(result))
+  return result
+
+
+def _transpose_survival(records: Sequence[RunRecord]) -> list[list[tuple]]:
+  """Per-seed lists of per-replica curves -> per-replica lists of per-seed curves."""
+  return [list(curves) for curves in zip(*(r.survival for r in records))]
+
+
+def _run_line(r: RunRecord) -> str:
+  return (f"[seed {r.seed}] {r.arm:>10}: test {100 * r.test_accuracy:6.2f}%  "
+          f"(best step {r.best_step}/{r.num_steps}, val {100 * r.best_val_accuracy:6.2f}%)  "
+          f"{r.wall_time_s:6.1f} s")
+
+
+# ----------------------------------------------------------------------------- results.md
+def environment() -> dict[str, str]:
+  """Hardware and library versions of this process (for results.md)."""
+  devices = jax.devices()
+  versions = []
+  for name in _VERSIONED:
+    try:
+      versions.append(f"{name} {importlib.metadata.version(name)}")
+    except importlib.metadata.PackageNotFoundError:
+      versions.append(f"{name} (not installed)")
+  return {
+      "hardware": f"{platform.machine()} {platform.processor() or ''}".strip()
+                  + f", {os.cpu_count()} CPU cores",
+      "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
+      "python": platform.python_version(),
+      "libraries": ", ".join(versions),
+  }
+
+
+def _selection_table(result: ProtocolResult) -> str:
+  """Per seed and arm: selected step, its validation accuracy, and the run time."""
+  lines = ["| seed | arm | selected step / steps | val acc % | test acc % | time s |",
+           "|---|---|---|---|---|---|"]
+  for i, seed in enumerate(result.seeds):
+    for arm in result.arms:
+      r = result.runs[arm][i]
+      lines.append(f"| {seed} | {arm} | {r.best_step} / {r.num_steps} | "
+                   f"{100 * r.best_val_accuracy:.2f} | {100 * r.test_accuracy:.2f} | "
+                   f"{r.wall_time_s:.1f} |")
+  return "\n".join(lines) + "\n"
+
+
+def _protocol_description(config: Any, result: ProtocolResult) -> str:
+  """What was run, in words built from the config."""
+  p = config.protocol
+  first = result.seeds[0]
+  arms = arm_stage_configs(config, first)
+  ref = arms[p.reference]
+  if p.init_checkpoint is not None:
+    base = f"loaded from the exported checkpoint `{p.init_checkpoint}` (the same for every seed)"
+  else:
+    b = base_stage_config(config, first)
+    base = (f"trained from scratch without SPG for {b.num_steps} steps (batch {b.batch_size}, "
+            f"{b.optimizer.name} lr {b.optimizer.learning_rate}, {b.schedule.name} schedule) "
+            f"for every seed, keeping its best-on-validation checkpoint")
+  lines = [
+      f"- Data: `{config.dataset.name}`; model: `{config.model.name}`. Model selection on the "
+      f"validation split ({100 * config.dataset.validation_fraction:g}% of the training data, "
+      f"the same examples for every seed); the test split is evaluated once per run, with "
+      f"the selected checkpoint.",
+      f"- Base (row `{BASE_ARM}`: the checkpoint as it was): {base}.",
+      f"- Every arm retrains that checkpoint for the same budget: {ref.num_steps} steps of "
+      f"batch {ref.batch_size}, validation every {ref.eval_every_steps} steps; the seed also "
+      f"fixes the data order, which all arms of a seed share (differences are paired by seed).",
+  ]
+  for name, c in arms.items():
+    spg = (f"SPG-{c.spg.kind.upper()} T={c.spg.num_replicas}, rate {c.spg.rate}, lambdas "
+           f"{tuple(c.spg.lambdas)}, {c.spg.form} loss, normalize {c.spg.normalize}"
+           if c.spg.enabled else "no SPG (continued training)")
+    lines.append(f"  - `{name}`: {spg}; {c.optimizer.name} lr {c.optimizer.learning_rate}, "
+                 f"{c.schedule.name} schedule.")
+  return "\n".join(lines) + "\n"
+
+
+def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
+  """The text of results.md; every number in it comes from `result` or `config`."""
+  env = environment()
+  level = f"{100 * result.confidence:g}%"
+  date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  vs_base = report.results_table_markdown(result.accuracies, BASE_ARM, result.confidence)
+  return "\n".join([
+      f"# SPG retraining protocol: `{config.model.name}` on `{config.dataset.name}`",
+      "",
+      f"Test accuracy over {len(result.seeds)} seeds (seeds {result.seeds}). Differences are "
+      f"paired by seed, in percentage points (pp), with a {level} t interval; an interval "
+      f"that contains 0 means **{report.NO_DIFFERENCE}**.",
+      "",
+      "## Result",
+      "",
+      result.table(),
+      report.summary_sentence(result.accuracies, result.reference, result.confidence),
+      f"Against the starting checkpoint (`{BASE_ARM}`):",
+      "",
+      vs_base,
+      report.summary_sentence(result.accuracies, BASE_ARM, result.confidence),
+      "## Per-seed test accuracy (%)",
+      "",
+      report.per_seed_table_markdown(result.seeds, result.accuracies),
+      "## Checkpoint selection (validation split) per run",
+      "",
+      _selection_table(result),
+      "## Protocol",
+      "",
+      _protocol_description(config, result),
+      "## Run",
+      "",
+      f"- Command: `{command}`",
+      f"- Date: {date}; protocol wall time {result.wall_time_s:.1f} s (compilation included).",
+      f"- Hardware: {env['hardware']}; JAX devices: {env['devices']}; Python {env['python']}.",
+      f"- Libraries: {env['libraries']}.",
+      f"- Figure: `{RESULTS_PNG}`; exported models: `{EXPORTS_DIR}/<arm>/seed_<k>`.",
+      "",
+      "## Config",
+      "",
+      "```yaml",
+      str(config).rstrip(),
+      "```",
+      "",
+  ])
