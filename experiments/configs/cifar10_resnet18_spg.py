@@ -27,5 +27,5 @@ def get_config(arg: str | None = None):
   config.checkpoint.every_steps = 5 * _STEPS_PER_EPOCH
   if common.variant(arg) == "quick":
     common.quick_tiny_model(config)
-    config.schedule.warmup_steps = 2
+    config.schedule.warmup_steps = 1
   return config

@@ -44,4 +44,5 @@ def get_config(arg: str | None = None):
   if common.variant(arg) == "quick":
     common.quick_tiny_model(config)
     config.schedule.decay_every_steps = 2
+    config.dataset.validation_fraction = 0.1  # 1% of a tiny (mock) data set is empty
   return config
