@@ -26,7 +26,16 @@ Validation:
   validate_lambdas, validate_rates, validate_hparams, check_labels
 Sharding:
   make_mesh, batch_sharding, replicated, shard_batch
+Training, imported on first use (they pull in orbax, tensorboardX, tqdm):
+  train_and_evaluate, TrainResult (trainer); run_protocol, ProtocolResult (protocol);
+  TrainState, make_train_step, make_eval_step, get_engine, with_dropout_rates (steps);
+  make_optimizer, schedule_factor, get_hparam, set_hparams (optim);
+  ControllerState, init_controller, controller_update (controller);
+  export_variables, load_exported (checkpointing); validate_config (config_validation)
+Subpackages: spg_jax.models (base models, `get(name)`), spg_jax.data (input pipelines),
+  spg_jax.distributed (multi-process start-up).
 """
+import importlib as _importlib
 from spg_jax.core import (
     LOSS_FORMS, StepTerms, alive_masks, check_labels, classification_correct,
     classification_spg_loss, classification_terms, ctc_correct, ctc_terms,
@@ -41,7 +50,32 @@ from spg_jax.replicas import (
     head_variables, hpo_replicas, nas_replicas, strip_replicas, with_base)
 from spg_jax.sharding import batch_sharding, make_mesh, replicated, shard_batch
 
-__all__ = [
+# Heavy parts load on first attribute access (PEP 562), so `import spg_jax` stays light
+# for projects that only need the core.
+_LAZY = {
+    "train_and_evaluate": "trainer", "TrainResult": "trainer",
+    "run_protocol": "protocol", "ProtocolResult": "protocol",
+    "TrainState": "steps", "make_train_step": "steps", "make_eval_step": "steps",
+    "get_engine": "steps", "with_dropout_rates": "steps",
+    "make_optimizer": "optim", "schedule_factor": "optim", "get_hparam": "optim",
+    "set_hparams": "optim",
+    "ControllerState": "controller", "init_controller": "controller",
+    "controller_update": "controller",
+    "export_variables": "checkpointing", "load_exported": "checkpointing",
+    "validate_config": "config_validation",
+}
+_SUBPACKAGES = ("models", "data", "distributed")
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(_importlib.import_module(f"spg_jax.{_LAZY[name]}"), name)
+  if name in _SUBPACKAGES:
+    return _importlib.import_module(f"spg_jax.{name}")
+  raise AttributeError(f"module 'spg_jax' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY) + [
     "LOSS_FORMS", "StepTerms", "alive_masks", "check_labels", "classification_correct",
     "classification_spg_loss", "classification_terms", "ctc_correct", "ctc_terms",
     "cumulative_dropout_rates", "episode_lengths", "episode_returns", "greedy_ctc_decode",
