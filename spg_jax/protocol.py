@@ -288,7 +288,8 @@ def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = prin
   Args:
     config: a run config (experiments/configs/common.py) with a `protocol` section.
     workdir: output directory: results.md, results.png, runs/, exports/.
-    log: receives one progress line per run.
+    log: receives one progress line per run (the caller prints `str(result)`, the table,
+      as experiments/main.py does).
     command: the command line recorded in results.md (default: this process's argv).
   Returns:
     A `ProtocolResult`; `str()` of it is the table and the verdicts.
@@ -324,7 +325,6 @@ def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = prin
   with open(result.results_md, "w", encoding="utf-8") as f:
     f.write(results_markdown(config, result, command if command is not None
                              else shlex.join([os.path.basename(sys.executable)] + sys.argv)))
-  log(str(result))
   return result
 
 
@@ -395,9 +395,13 @@ def _protocol_description(config: Any, result: ProtocolResult) -> str:
       f"fixes the data order, which all arms of a seed share (differences are paired by seed).",
   ]
   for name, c in arms.items():
-    spg = (f"SPG-{c.spg.kind.upper()} T={c.spg.num_replicas}, rate {c.spg.rate}, lambdas "
-           f"{tuple(c.spg.lambdas)}, {c.spg.form} loss, normalize {c.spg.normalize}"
-           if c.spg.enabled else "no SPG (continued training)")
+    if c.spg.enabled:
+      rate = f", dropout rate {c.spg.rate}" if c.spg.kind == "hpo" else ""
+      spg = (f"SPG-{c.spg.kind.upper()} T={c.spg.num_replicas}{rate}, depth {c.spg.depth}, "
+             f"lambdas {tuple(c.spg.lambdas)}, {c.spg.form} loss, normalize "
+             f"{c.spg.normalize}")
+    else:
+      spg = "no SPG (continued training)"
     lines.append(f"  - `{name}`: {spg}; {c.optimizer.name} lr {c.optimizer.learning_rate}, "
                  f"{c.schedule.name} schedule.")
   return "\n".join(lines) + "\n"
@@ -414,7 +418,8 @@ def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
       "",
       f"Test accuracy over {len(result.seeds)} seeds (seeds {result.seeds}). Differences are "
       f"paired by seed, in percentage points (pp), with a {level} t interval; an interval "
-      f"that contains 0 means **{report.NO_DIFFERENCE}**.",
+      f"that contains 0 means **{report.NO_DIFFERENCE}**. Each interval is for one "
+      f"comparison (no correction for comparing several arms).",
       "",
       "## Result",
       "",

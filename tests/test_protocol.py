@@ -59,7 +59,7 @@ def test_tiny_run_writes_results_and_exports(tiny_run):
   workdir, result, lines = tiny_run
   seeds = [0, 1]
   assert result.seeds == seeds and result.arms == list(ARMS)
-  assert len(lines) == len(seeds) * len(ARMS) + 1  # one line per run, then the table
+  assert len(lines) == len(seeds) * len(ARMS)  # one progress line per run
   for arm in ARMS:
     assert [r.seed for r in result.runs[arm]] == seeds
     assert all(0.0 <= a <= 1.0 for a in result.accuracies[arm])
