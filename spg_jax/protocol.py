@@ -34,9 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import importlib.metadata
 import os
-import platform
 import shlex
 import sys
 import time
@@ -340,24 +338,6 @@ def _run_line(r: RunRecord) -> str:
 
 
 # ----------------------------------------------------------------------------- results.md
-def environment() -> dict[str, str]:
-  """Hardware and library versions of this process (for results.md)."""
-  devices = jax.devices()
-  versions = []
-  for name in _VERSIONED:
-    try:
-      versions.append(f"{name} {importlib.metadata.version(name)}")
-    except importlib.metadata.PackageNotFoundError:
-      versions.append(f"{name} (not installed)")
-  return {
-      "hardware": f"{platform.machine()} {platform.processor() or ''}".strip()
-                  + f", {os.cpu_count()} CPU cores",
-      "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
-      "python": platform.python_version(),
-      "libraries": ", ".join(versions),
-  }
-
-
 def _selection_table(result: ProtocolResult) -> str:
   """Per seed and arm: selected step, its validation accuracy, and the run time."""
   lines = ["| seed | arm | selected step / steps | val acc % | test acc % | time s |",
@@ -409,7 +389,7 @@ def _protocol_description(config: Any, result: ProtocolResult) -> str:
 
 def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
   """The text of results.md; every number in it comes from `result` or `config`."""
-  env = environment()
+  env = report.environment(_VERSIONED)
   level = f"{100 * result.confidence:g}%"
   date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   vs_base = report.results_table_markdown(result.accuracies, BASE_ARM, result.confidence)

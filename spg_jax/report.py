@@ -13,7 +13,10 @@ Every number these functions print comes from their arguments: nothing is hard-c
 """
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import os
+import platform
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -183,6 +186,25 @@ def summary_sentence(accuracies: Mapping[str, Sequence[float]], reference: str,
                  f"({100 * confidence:g}% CI [{_signed_pct(lo)}, {_signed_pct(hi)}], "
                  f"n={len(values)}): {verdict(lo, hi)}.")
   return "\n".join(f"- {p}" for p in parts) + "\n"
+
+
+def environment(libraries: Sequence[str]) -> dict[str, str]:
+  """Hardware, JAX devices, Python and the versions of `libraries` (pip names), as text."""
+  import jax  # pylint: disable=g-import-not-at-top  (keeps this module importable without it)
+  devices = jax.devices()
+  versions = []
+  for name in libraries:
+    try:
+      versions.append(f"{name} {importlib.metadata.version(name)}")
+    except importlib.metadata.PackageNotFoundError:
+      versions.append(f"{name} (not installed)")
+  return {
+      "hardware": f"{platform.machine()} {platform.processor() or ''}".strip()
+                  + f", {os.cpu_count()} CPU cores",
+      "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
+      "python": platform.python_version(),
+      "libraries": ", ".join(versions),
+  }
 
 
 # ----------------------------------------------------------------------------- plots

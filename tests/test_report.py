@@ -88,3 +88,10 @@ def test_plot_results_writes_png(tmp_path):
       survival={"spg_hpo": [[(steps, [0.7, 0.8, 0.9])], [(steps, [0.5, 0.6, 0.7])]]},
       title="test")
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_environment_names_versions_and_missing_packages():
+  env = report.environment(["numpy", "surely-not-installed-pkg"])
+  assert set(env) == {"hardware", "devices", "python", "libraries"}
+  assert f"numpy {np.__version__}" in env["libraries"]
+  assert "surely-not-installed-pkg (not installed)" in env["libraries"]
