@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLABS = ROOT / "colabs"
-NOTEBOOKS = ("02_bring_your_own_model", "03_anatomy_of_a_trajectory")
+NOTEBOOKS = ("01_quickstart", "02_bring_your_own_model", "03_anatomy_of_a_trajectory")
 # Per cell; generous because the CPU may be shared (each notebook runs in well under 2 min).
 CELL_TIMEOUT_S = 300
 INSTALL_GUARD = 'if "google.colab" in sys.modules:'
@@ -83,7 +83,16 @@ def test_notebooks_share_one_install_cell_that_runs_only_in_colab():
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_uses_spg_jax(name):
-  assert any("import spg_jax" in source for source in _code(name))
+  imports = [line for source in _code(name) for line in source.splitlines()
+             if line.startswith(("import spg_jax", "from spg_jax"))]
+  assert imports, f"{name}: imports nothing from spg_jax"
+
+
+@pytest.mark.parametrize("name", ["01_quickstart", "03_anatomy_of_a_trajectory"])
+def test_notebook_leaves_training_to_the_library(name):
+  code = "\n".join(_code(name))
+  for call in ("grad(", "apply_updates(", "optax."):
+    assert call not in code, f"{name}: {call!r}: training belongs in spg_jax, not the notebook"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
