@@ -422,7 +422,8 @@ def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
       "",
       f"- Command: `{command}`",
       f"- Date: {date}; protocol wall time {result.wall_time_s:.1f} s (compilation included).",
-      f"- Hardware: {env['hardware']}; JAX devices: {env['devices']}; Python {env['python']}.",
+      f"- Hardware: {env['hardware']}; JAX devices: {env['devices']}; Python {env['python']}; "
+      f"1-minute load average at the end {env['load']}.",
       f"- Libraries: {env['libraries']}.",
       f"- Figure: `{RESULTS_PNG}`; exported models: `{EXPORTS_DIR}/<arm>/seed_<k>`.",
       "",

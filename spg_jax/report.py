@@ -204,6 +204,8 @@ def environment(libraries: Sequence[str]) -> dict[str, str]:
       "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
       "python": platform.python_version(),
       "libraries": ", ".join(versions),
+      # Other work on the machine slows timings down: record how busy it was.
+      "load": (f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"),
   }
 
 

@@ -92,6 +92,6 @@ def test_plot_results_writes_png(tmp_path):
 
 def test_environment_names_versions_and_missing_packages():
   env = report.environment(["numpy", "surely-not-installed-pkg"])
-  assert set(env) == {"hardware", "devices", "python", "libraries"}
+  assert set(env) == {"hardware", "devices", "python", "libraries", "load"}
   assert f"numpy {np.__version__}" in env["libraries"]
   assert "surely-not-installed-pkg (not installed)" in env["libraries"]
