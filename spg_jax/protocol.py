@@ -322,8 +322,16 @@ def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = prin
   result.wall_time_s = time.time() - start
   with open(result.results_md, "w", encoding="utf-8") as f:
     f.write(results_markdown(config, result, command if command is not None
-                             else shlex.join([os.path.basename(sys.executable)] + sys.argv)))
+                             else _default_command()))
   return result
+
+
+def _default_command() -> str:
+  """This process's command line, as `python -m experiments.main ...` when run that way."""
+  argv = list(sys.argv)
+  if argv and argv[0].endswith(os.path.join("experiments", "main.py")):
+    return shlex.join(["python", "-m", "experiments.main"] + argv[1:])
+  return shlex.join(["python"] + argv)
 
 
 def _transpose_survival(records: Sequence[RunRecord]) -> list[list[tuple]]:
