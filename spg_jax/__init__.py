@@ -33,7 +33,7 @@ Training, imported on first use (they pull in orbax, tensorboardX, tqdm):
   ControllerState, init_controller, controller_update (controller);
   export_variables, load_exported (checkpointing); validate_config (config_validation)
 Subpackages: spg_jax.models (base models, `get(name)`), spg_jax.data (input pipelines),
-  spg_jax.distributed (multi-process start-up).
+  spg_jax.distributed (multi-process start-up), spg_jax.report (statistics, tables, plots).
 """
 import importlib as _importlib
 from spg_jax.core import (
@@ -64,7 +64,7 @@ _LAZY = {
     "export_variables": "checkpointing", "load_exported": "checkpointing",
     "validate_config": "config_validation",
 }
-_SUBPACKAGES = ("models", "data", "distributed")
+_SUBPACKAGES = ("models", "data", "distributed", "report")
 
 
 def __getattr__(name):
