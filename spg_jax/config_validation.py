@@ -65,8 +65,37 @@ def _bool(config: Any, field: str) -> None:
     _fail(field, value, "must be True or False")
 
 
+def _optional_int(config: Any, field: str, minimum: int) -> int | None:
+  return None if _get(config, field) is None else _int(config, field, minimum)
+
+
+def validate_distributed(config: Any) -> None:
+  """Checks `multihost` and `distributed.*` without touching JAX's devices, so that it can
+  run before `spg_jax.distributed.initialize` (which must come before any device use)."""
+  _bool(config, "multihost")
+  address = _get(config, "distributed.coordinator_address")
+  num_processes = _optional_int(config, "distributed.num_processes", 1)
+  process_id = _optional_int(config, "distributed.process_id", 0)
+  _optional_int(config, "distributed.local_device_count", 1)
+  explicit = (address, num_processes, process_id)
+  if any(v is None for v in explicit) and any(v is not None for v in explicit):
+    _fail("distributed", explicit, "give coordinator_address, num_processes and "
+          "process_id together, or none of them (auto-detection on TPU/Slurm/MPI)")
+  if address is not None and (not isinstance(address, str) or ":" not in address):
+    _fail("distributed.coordinator_address", address, "must be 'host:port'")
+  if process_id is not None and process_id >= num_processes:
+    _fail("distributed.process_id", process_id, f"must be < num_processes "
+          f"({num_processes})")
+  set_fields = [f for f in ("coordinator_address", "num_processes", "process_id",
+                            "local_device_count") if _get(config, f"distributed.{f}") is not None]
+  if set_fields and not config.multihost:
+    _fail(f"distributed.{set_fields[0]}", _get(config, f"distributed.{set_fields[0]}"),
+          "only read with multihost=True")
+
+
 def validate_config(config: Any) -> None:
   """Raises a one-line ValueError naming the first invalid field; returns None if valid."""
+  validate_distributed(config)
   _int(config, "seed", 0)
   if _get(config, "seed") >= 2**32:
     _fail("seed", config.seed, "must be < 2**32")
@@ -133,8 +162,5 @@ def validate_config(config: Any) -> None:
 
   _int(config, "checkpoint.every_steps", 0)
   _int(config, "checkpoint.keep", 1)
-  for field in ("eval_test", "multihost", "skip_nonfinite", "progress_bar"):
+  for field in ("eval_test", "skip_nonfinite", "progress_bar"):
     _bool(config, field)
-  if config.skip_nonfinite:
-    _fail("skip_nonfinite", True, "not supported yet; must be False (non-finite losses "
-          "raise with the step)")

@@ -1,8 +1,13 @@
 """Train state, the pure train/eval steps, and the compiled engine cached on static settings.
 
 * `TrainState`: step, params, batch_stats, opt_state, controller state (the replicas'
-  dropout rates and their survival window). No RNG: the dropout key of step s is
-  `fold_in(base_key, s)`, computed inside the step.
+  dropout rates and their survival window), count of skipped non-finite steps. No RNG:
+  the dropout key of step s is `fold_in(base_key, s)`, computed inside the step.
+* Health: every step reports, inside the jitted step (no host sync), whether its batch is
+  sane (`input_finite`, `label_in_range`) and which of its terms are finite (`finite`, in
+  `health_names` order: losses, then each gradient leaf, then the updated params). The
+  trainer fetches them with the other metrics and raises naming the step and the first bad
+  term; with `skip_nonfinite` a non-finite step keeps the old params/opt state instead.
 * `make_train_step` / `make_eval_step` build pure functions
   `train_step(state, batch, key) -> (state, metrics)`, `eval_step(state, batch) -> sums`.
 * `Engine` jits them over a `Mesh` (batch over 'data', everything else replicated), and
@@ -40,13 +45,16 @@ class TrainState:
 
   step: int32 `[]`; params / batch_stats: the model's collections (batch_stats `{}` when
   the model has no BatchNorm); opt_state: the optax chain's state (injected hyperparameters
-  inside); ctrl: `controller.ControllerState` (rates `[T]`, T = 0 without SPG).
+  inside); ctrl: `controller.ControllerState` (rates `[T]`, T = 0 without SPG);
+  skipped_steps: int32 `[]`, steps whose update was dropped as non-finite
+  (`skip_nonfinite`); `step` counts them too (they consumed a batch).
   """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
   ctrl: controller.ControllerState
+  skipped_steps: jax.Array
 
   def variables(self) -> dict:
     """`{"params": ..., "batch_stats": ...}` (batch_stats only when the model has some)."""
@@ -71,7 +79,8 @@ class StaticSpec:
   """The settings a compiled step depends on (hashable; all from the config).
 
   model_kwargs: sorted `(name, value)` pairs; rates: the configured per-replica rates (the
-  replicas' defaults; the step always passes the traced controller rates).
+  replicas' defaults; the step always passes the traced controller rates); skip_nonfinite:
+  drop non-finite updates inside the step instead of applying them.
   """
   model_name: str
   model_kwargs: tuple
@@ -95,6 +104,7 @@ class StaticSpec:
   warmup_steps: int
   num_steps: int
   mesh: Mesh
+  skip_nonfinite: bool = False
 
 
 def _hashable(value: Any) -> Any:
@@ -129,7 +139,7 @@ def spec_from_config(config: Any, mesh: Mesh, num_classes: int, input_shape: tup
       # Only the cosine schedule depends on the run length; elsewhere leaving it out lets
       # runs of different lengths share compiled steps.
       num_steps=int(config.num_steps) if config.schedule.name == "cosine" else 0,
-      mesh=mesh)
+      mesh=mesh, skip_nonfinite=bool(config.get("skip_nonfinite", False)))
 
 
 # ------------------------------------------------------------------------ model and optax
@@ -214,8 +224,44 @@ def make_create_state(tx: optax.GradientTransformation) -> Callable[..., TrainSt
     opt_state = optim.set_hparams(tx.init(params), **hparams)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=opt_state,
-                      ctrl=controller.init_controller(rates))
+                      ctrl=controller.init_controller(rates),
+                      skipped_steps=jnp.zeros((), jnp.int32))
   return create
+
+
+# -------------------------------------------------------------------------------- health
+def _all_finite(x: jax.Array) -> jax.Array:
+  return jnp.all(jnp.isfinite(x))
+
+
+def path_name(path: tuple) -> str:
+  """A pytree key path as `"base/head/kernel"`."""
+  return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def health_names(spec: StaticSpec, params: Any) -> list[str]:
+  """Names of the entries of a train step's `finite` metric, in order: `loss_base`,
+  `loss_replicas[t]`, `loss`, `grad <leaf path>` for every params leaf, `updated params`.
+  `params` gives the tree structure only (arrays or shapes)."""
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  return (["loss_base"] + [f"loss_replicas[{t}]" for t in range(spec.num_replicas)] +
+          ["loss"] + [f"grad {path_name(path)}" for path, _ in leaves] + ["updated params"])
+
+
+def _finite_terms(metrics: dict, grads: Any, new_params: Any) -> jax.Array:
+  """bool `[len(health_names)]`: which terms of this step are finite (order as there)."""
+  terms = [jnp.isfinite(metrics["loss_base"])[None], jnp.isfinite(metrics["loss_replicas"]),
+           jnp.isfinite(metrics["loss"])[None],
+           jnp.stack([_all_finite(g) for g in jax.tree.leaves(grads)]),
+           jnp.all(jnp.stack([_all_finite(p) for p in jax.tree.leaves(new_params)]))[None]]
+  return jnp.concatenate([t.reshape(-1) for t in terms])
+
+
+def _batch_health(batch: dict, num_classes: int) -> dict[str, jax.Array]:
+  """`input_finite` and `label_in_range` ([0, num_classes)) of a training batch."""
+  labels = batch["label"]
+  return {"input_finite": _all_finite(batch["input"]),
+          "label_in_range": jnp.all((labels >= 0) & (labels < num_classes))}
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, spec: StaticSpec
@@ -253,9 +299,20 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, spec: St
     metrics["accuracy"] = metrics["survival"][0]
     metrics["learning_rate"] = optim.learning_rate(opt_state)
     metrics["dropout_rates"] = state.ctrl.rates
+    metrics["finite"] = _finite_terms(metrics, grads, params)
+    metrics.update(_batch_health(batch, spec.num_classes))
+    updated = (params, batch_stats, opt_state,
+               controller.accumulate(state.ctrl, metrics["survival"]))
+    skipped = state.skipped_steps
+    if spec.skip_nonfinite:
+      ok = jnp.all(metrics["finite"])
+      old = (state.params, state.batch_stats, state.opt_state, state.ctrl)
+      updated = jax.tree.map(lambda new, prev: jnp.where(ok, new, prev), updated, old)
+      skipped = skipped + jnp.where(ok, 0, 1).astype(skipped.dtype)
+    metrics["skipped_steps"] = skipped
+    params, batch_stats, opt_state, ctrl = updated
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state,
-                              ctrl=controller.accumulate(state.ctrl, metrics["survival"]))
+                              opt_state=opt_state, ctrl=ctrl, skipped_steps=skipped)
     return new_state, metrics
 
   return train_step

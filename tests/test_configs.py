@@ -63,7 +63,8 @@ BAD_VALUES = [
     ("spg.normalize", "yes", "config.spg.normalize='yes'"),
     ("controller.max_rate", 1.0, "config.controller.max_rate=1.0"),
     ("checkpoint.keep", 0, "config.checkpoint.keep=0"),
-    ("skip_nonfinite", True, "config.skip_nonfinite=True"),
+    ("skip_nonfinite", 1, "config.skip_nonfinite=1"),
+    ("distributed.process_id", 0, "config.distributed=(None, None, 0)"),
     ("num_devices", 1000, "config.num_devices=1000"),
 ]
 

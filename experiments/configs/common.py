@@ -30,9 +30,15 @@ Fields (all read by `spg_jax.trainer.train_and_evaluate`; checked by
   checkpoint.every_steps: save interval (0: only at the end); keep: checkpoints kept.
   eval_test: evaluate the test split once, with the best-on-validation params, at the end.
   num_devices: devices on the 'data' mesh axis (0: all visible).
-  multihost: call `jax.distributed.initialize()` first (experiments/main.py).
-  skip_nonfinite: reserved for the reliability work; must stay False (non-finite losses
-    raise with the step).
+  multihost: join a multi-process JAX cluster first (experiments/main.py calls
+    `spg_jax.distributed.initialize` with the `distributed` fields).
+  distributed.coordinator_address ("host:port" of process 0), num_processes, process_id:
+    all three, or none (None: JAX detects the cluster on TPU pods, Slurm, Open MPI);
+    distributed.local_device_count: CPU devices per process (None: JAX's default).
+  skip_nonfinite: False (default): a non-finite loss, gradient or update stops the run
+    with an error naming the step and the first non-finite term, keeping the last
+    checkpoint. True: such steps are skipped inside the compiled step (params and
+    optimizer state unchanged) and counted in the logged `train/skipped_steps`.
   progress_bar: tqdm console progress bar (steps/s, ETA).
 """
 import ml_collections
@@ -100,6 +106,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_test = True
   config.num_devices = 0
   config.multihost = False
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.coordinator_address = config_dict.placeholder(str)
+  config.distributed.num_processes = config_dict.placeholder(int)
+  config.distributed.process_id = config_dict.placeholder(int)
+  config.distributed.local_device_count = config_dict.placeholder(int)
   config.skip_nonfinite = False
   config.progress_bar = True
   return config
