@@ -3,6 +3,8 @@ every scalar (`workdir/metrics.jsonl`), and a tqdm progress bar with steps/s and
 
 Array metrics are flattened to scalars: `survival` `[T+1]` -> `survival_0 .. survival_T`.
 Only process 0 writes (`enabled=False` elsewhere); the in-memory `history` is kept anyway.
+A (re)started run rewrites `metrics.jsonl` from the history its checkpoint holds (empty
+for a fresh start), so records of steps lost to a kill never linger in it.
 """
 from __future__ import annotations
 
@@ -28,6 +30,21 @@ def flatten_scalars(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float]
   return out
 
 
+def _json_line(record: Mapping[str, Any]) -> str:
+  """One JSONL line; non-finite floats as strings ("nan", "inf": strict JSON has none)."""
+  clean = {k: (v if math.isfinite(v) else str(v)) if isinstance(v, float) else v
+           for k, v in record.items()}
+  return json.dumps(clean) + "\n"
+
+
+def _rewrite_jsonl(path: str, records: list[dict]) -> None:
+  """Replaces `path` with `records` at once (a temporary file renamed over it)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(_json_line(r) for r in records)
+  os.replace(tmp, path)
+
+
 class MetricsWriter:
   """Writes scalars to TensorBoard and JSONL and drives the console progress bar.
 
@@ -37,17 +54,21 @@ class MetricsWriter:
     initial_step: where the run (re)starts.
     enabled: write files and show the bar (process 0 only).
     progress_bar: show the tqdm bar.
+    history: the records logged before `initial_step` (from the checkpoint resumed from);
+      `metrics.jsonl` is rewritten to hold exactly these before new ones are appended.
   """
 
   def __init__(self, workdir: str, num_steps: int, initial_step: int = 0, *,
-               enabled: bool = True, progress_bar: bool = True):
-    self.history: list[dict[str, float]] = []
+               enabled: bool = True, progress_bar: bool = True, history: tuple = ()):
+    self.history: list[dict[str, float]] = [dict(r) for r in history]
     self._tb = self._jsonl = self._bar = None
     if not enabled:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top  (heavy)
     self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    path = os.path.join(workdir, "metrics.jsonl")
+    _rewrite_jsonl(path, self.history)
+    self._jsonl = open(path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
     if progress_bar:
       import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm.tqdm(total=num_steps, initial=initial_step, unit="step",
@@ -61,9 +82,7 @@ class MetricsWriter:
       for name, value in scalars.items():
         self._tb.add_scalar(name, value, global_step=step)
     if self._jsonl is not None:
-      clean = {k: (v if math.isfinite(v) else str(v)) if isinstance(v, float) else v
-               for k, v in record.items()}
-      self._jsonl.write(json.dumps(clean) + "\n")
+      self._jsonl.write(_json_line(record))
       self._jsonl.flush()
     if self._bar is not None:
       shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in scalars.items()
