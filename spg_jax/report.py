@@ -7,7 +7,7 @@
 * `t_quantile(p, df)`: Student-t quantile; `scipy.stats.t.ppf` when scipy is installed,
   otherwise the exact closed-form CDF for integer df inverted by bisection.
 * `results_table_markdown`, `per_seed_table_markdown`: the tables of `results.md`.
-* `plot_results`: `results.png` (matplotlib, Agg backend; imported inside the function).
+* `plot_results`: `results.png` (a bare matplotlib Figure: no pyplot, no backend switch).
 
 Every number these functions print comes from their arguments: nothing is hard-coded.
 """
@@ -235,12 +235,14 @@ def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
       samples still alive after replica t [K])` (right).
     title: figure title.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top  (heavy; only when plotting)
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A bare Figure (no pyplot) renders with Agg without switching the process's backend,
+  # so notebooks that call this keep their inline plots. Imported here: heavy.
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
-  fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  fig = Figure(figsize=(17, 4.8))
+  axes = fig.subplots(1, 3)
+  colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
   arm_color = {arm: colors[i % len(colors)] for i, arm in enumerate(accuracies)}
 
   ax = axes[0]
@@ -291,4 +293,3 @@ def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
     fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
