@@ -1,0 +1,115 @@
+"""Quality: the retraining protocol (`spg_jax.protocol.run_protocol`) on MNIST-1D (1-D CNN)
+and on sklearn's digits: base, control (continued training), SPG-HPO, SPG-NAS over seeds;
+test accuracy mean ± std and the paired difference against the control with a t interval.
+
+  python -m experiments.benchmarks.quality                      # the protocol configs as is
+  python -m experiments.benchmarks.quality --datasets=mnist1d --retrain_steps=2000
+
+Uses experiments/configs/{mnist1d,digits}_protocol.py (optionally with other step budgets).
+Each dataset's full report (per-seed numbers, selection, config, figure) stays in
+`<workdir>/<dataset>/results.md`; this script copies the tables into section `quality` of
+experiments/RESULTS.md (or `--results`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import tempfile
+import time
+
+import jax
+
+from experiments.benchmarks import common
+from spg_jax import protocol
+from spg_jax import report
+
+SECTION = "quality"
+CONFIGS = {"mnist1d": "experiments.configs.mnist1d_protocol",
+           "digits": "experiments.configs.digits_protocol"}
+# Published test accuracy of the base model (Greydanus 2020, "Scaling down deep learning",
+# MNIST-1D CNN); digits has no published number for this CNN.
+PUBLISHED = {"mnist1d": ("MNIST-1D paper's CNN", 0.94)}
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--datasets", default="mnist1d,digits")
+  p.add_argument("--seeds", default="", help="comma-separated; default: the config's")
+  p.add_argument("--base_steps", type=int, default=0, help="0: the config's")
+  p.add_argument("--retrain_steps", type=int, default=0, help="0: the config's")
+  p.add_argument("--quick", action="store_true", help="the configs' quick variants (tests)")
+  p.add_argument("--workdir", default="", help="default: a new temporary directory")
+  p.add_argument("--results", default=common.RESULTS_PATH)
+  return p.parse_args(argv)
+
+
+def dataset_config(name: str, args):
+  config = importlib.import_module(CONFIGS[name]).get_config("quick" if args.quick else None)
+  p = config.protocol
+  if args.seeds:
+    p.seeds = tuple(int(s) for s in args.seeds.split(","))
+  if args.base_steps:
+    p.base.num_steps = args.base_steps
+    p.base.eval_every_steps = max(args.base_steps // 4, 1)
+  if args.retrain_steps:
+    p.retrain.num_steps = args.retrain_steps
+    # Keep the number of selection points (validations) of the config.
+    points = max(config.protocol.retrain.num_steps // p.retrain.eval_every_steps, 1)
+    p.retrain.eval_every_steps = max(args.retrain_steps // points, 1)
+    p.retrain.log_every_steps = p.retrain.eval_every_steps
+  return config
+
+
+def section_for(name: str, config, result) -> str:
+  p = config.protocol
+  lines = [f"### {name}: `{config.model.name}`, {len(result.seeds)} seeds",
+           "",
+           f"Base: {p.base.num_steps} steps from scratch (lr {p.base.optimizer.learning_rate}"
+           f"); every arm retrains it for {p.retrain.num_steps} steps (lr "
+           f"{p.retrain.optimizer.learning_rate}), checkpoint chosen on validation every "
+           f"{p.retrain.eval_every_steps} steps, test evaluated once. Paired differences "
+           f"against `{result.reference}` in percentage points with a "
+           f"{100 * result.confidence:g}% t interval.",
+           "",
+           result.table(),
+           report.summary_sentence(result.accuracies, result.reference, result.confidence),
+           ""]
+  if name in PUBLISHED:
+    label, acc = PUBLISHED[name]
+    mean, std, _ = report.summarize(result.accuracies[protocol.BASE_ARM])
+    lines.append(f"Reference: {label}, published test accuracy {100 * acc:.0f}%; our base "
+                 f"model: {100 * mean:.2f} ± {100 * std:.2f}%.")
+    lines.append("")
+  lines.append(f"Protocol wall time {result.wall_time_s:.0f} s (compilation included).")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> str:
+  args = parse_args(argv)
+  workdir = args.workdir or tempfile.mkdtemp(prefix="spg_quality_")
+  device = jax.devices()[0]
+  print(f"device: {device.platform} ({device.device_kind}); workdir {workdir}", flush=True)
+  parts = []
+  for name in [d for d in args.datasets.split(",") if d]:
+    config = dataset_config(name, args)
+    start = time.time()
+    with common.checkpoints_without_empty_arrays():
+      result = protocol.run_protocol(config, os.path.join(workdir, name),
+                                     log=lambda line: print(line, flush=True))
+    print(f"{name}: {time.time() - start:.0f} s", flush=True)
+    parts.append(section_for(name, config, result))
+  return common.publish(SECTION, [
+      "## 4. Quality: the retraining protocol (base, control, SPG-HPO, SPG-NAS)",
+      "",
+      "`spg_jax.protocol.run_protocol` per seed: train the base from scratch, retrain its "
+      "best-on-validation checkpoint with the same budget as continued training (`control`),"
+      " SPG-HPO and SPG-NAS; test accuracy of the validation-selected checkpoint. "
+      "Small data sets on CPU: read the intervals, not the means alone.",
+      "",
+      *parts,
+  ], args.results)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,64 @@
+"""Every benchmark script runs once at a tiny size and writes its own section of a temporary
+RESULTS file (never the real one), leaving the other sections alone. Not timed: these
+tests only keep the scripts from rotting; the numbers they produce are not checked."""
+import re
+
+import pytest
+
+from experiments.benchmarks import common
+from experiments.benchmarks import hpo_cost
+from experiments.benchmarks import memory
+from experiments.benchmarks import quality
+from experiments.benchmarks import single_vs_multipass
+from experiments.benchmarks import step_overhead
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path):
+  path = str(tmp_path / "RESULTS.md")
+  common.write_section("a", "first A", path)
+  common.write_section("b", "only B", path)
+  common.write_section("a", "second A", path)
+  text = open(path, encoding="utf-8").read()
+  assert text.startswith("# spg_jax benchmark results")
+  assert "second A" in text and "first A" not in text and "only B" in text
+  assert text.count("<!-- BEGIN a -->") == 1 and text.index("BEGIN a") < text.index("BEGIN b")
+
+
+def test_interleaved_times_every_runner_every_round():
+  calls = []
+  times = common.interleaved({"x": lambda: calls.append("x"), "y": lambda: calls.append("y")},
+                             repeats=3, iters=2)
+  assert sorted(times) == ["x", "y"] and all(t.shape == (3,) for t in times.values())
+  assert calls.count("x") == calls.count("y") == 1 + 3 * 2
+  # Rounds rotate the order, so neither variant always runs first.
+  assert calls[2:4] == ["x", "x"] and calls[6:8] == ["y", "y"]
+
+
+def _section(path, name):
+  text = open(path, encoding="utf-8").read()
+  match = re.search(rf"<!-- BEGIN {name} -->\n(.*)\n<!-- END {name} -->", text, re.S)
+  assert match, f"section {name} missing"
+  return match.group(1)
+
+
+TINY = {
+    step_overhead: ["--models=cnn1d_mnist1d", "--replicas=1", "--batch_size=8",
+                    "--repeats=2", "--iters=1"],
+    single_vs_multipass: ["--models=cnn1d_mnist1d", "--replicas=1", "--batch_size=8",
+                          "--repeats=2", "--iters=1"],
+    memory: ["--models=cnn1d_mnist1d", "--replicas=1", "--kinds=hpo", "--batch_size=8"],
+    quality: ["--quick", "--datasets=digits", "--seeds=0"],
+    hpo_cost: ["--quick", "--seeds=0", "--grid=0,0.5", "--methods=spg,grid,random"],
+}
+
+
+@pytest.mark.parametrize("script", list(TINY), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_script_runs_tiny_and_writes_its_section(script, tmp_path):
+  path = str(tmp_path / "RESULTS.md")
+  common.write_section("other", "untouched", path)
+  workdir = [f"--workdir={tmp_path / 'work'}"] if script in (quality, hpo_cost) else []
+  body = script.main(TINY[script] + [f"--results={path}"] + workdir)
+  section = _section(path, script.SECTION)
+  assert section == body.rstrip()
+  assert "| " in section and "- Command: `" in section and "- Hardware: " in section
+  assert _section(path, "other") == "untouched"
