@@ -5,7 +5,7 @@
   the dropout key of step s is `fold_in(base_key, s)`, computed inside the step.
 * Health: every step reports, inside the jitted step (no host sync), whether its batch is
   sane (`input_finite`, `label_in_range`) and which of its terms are finite (`finite`, in
-  `health_names` order: losses, then each gradient leaf, then the updated params). The
+  `health_names` order: losses, then each gradient leaf, then the updated params and batch_stats). The
   trainer fetches them with the other metrics and raises naming the step and the first bad
   term; with `skip_nonfinite` a non-finite step keeps the old params/opt state instead.
 * `make_train_step` / `make_eval_step` build pure functions
@@ -241,19 +241,22 @@ def path_name(path: tuple) -> str:
 
 def health_names(spec: StaticSpec, params: Any) -> list[str]:
   """Names of the entries of a train step's `finite` metric, in order: `loss_base`,
-  `loss_replicas[t]`, `loss`, `grad <leaf path>` for every params leaf, `updated params`.
+  `loss_replicas[t]`, `loss`, `grad <leaf path>` for every params leaf, `updated
+  params/batch_stats`.
   `params` gives the tree structure only (arrays or shapes)."""
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   return (["loss_base"] + [f"loss_replicas[{t}]" for t in range(spec.num_replicas)] +
-          ["loss"] + [f"grad {path_name(path)}" for path, _ in leaves] + ["updated params"])
+          ["loss"] + [f"grad {path_name(path)}" for path, _ in leaves] +
+          ["updated params/batch_stats"])
 
 
-def _finite_terms(metrics: dict, grads: Any, new_params: Any) -> jax.Array:
-  """bool `[len(health_names)]`: which terms of this step are finite (order as there)."""
+def _finite_terms(metrics: dict, grads: Any, updated: Any) -> jax.Array:
+  """bool `[len(health_names)]`: which terms of this step are finite (order as there);
+  `updated`: the new params and batch_stats."""
   terms = [jnp.isfinite(metrics["loss_base"])[None], jnp.isfinite(metrics["loss_replicas"]),
            jnp.isfinite(metrics["loss"])[None],
            jnp.stack([_all_finite(g) for g in jax.tree.leaves(grads)]),
-           jnp.all(jnp.stack([_all_finite(p) for p in jax.tree.leaves(new_params)]))[None]]
+           jnp.all(jnp.stack([_all_finite(x) for x in jax.tree.leaves(updated)]))[None]]
   return jnp.concatenate([t.reshape(-1) for t in terms])
 
 
@@ -299,7 +302,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, spec: St
     metrics["accuracy"] = metrics["survival"][0]
     metrics["learning_rate"] = optim.learning_rate(opt_state)
     metrics["dropout_rates"] = state.ctrl.rates
-    metrics["finite"] = _finite_terms(metrics, grads, params)
+    metrics["finite"] = _finite_terms(metrics, grads, (params, batch_stats))
     metrics.update(_batch_health(batch, spec.num_classes))
     updated = (params, batch_stats, opt_state,
                controller.accumulate(state.ctrl, metrics["survival"]))
