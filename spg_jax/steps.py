@@ -5,9 +5,9 @@
   the dropout key of step s is `fold_in(base_key, s)`, computed inside the step.
 * Health: every step reports, inside the jitted step (no host sync), whether its batch is
   sane (`input_finite`, `label_in_range`) and which of its terms are finite (`finite`, in
-  `health_names` order: losses, then each gradient leaf, then the updated params and batch_stats). The
-  trainer fetches them with the other metrics and raises naming the step and the first bad
-  term; with `skip_nonfinite` a non-finite step keeps the old params/opt state instead.
+  `health_names` order: losses, each gradient leaf, the updated params and batch_stats).
+  The trainer fetches them with the other metrics and raises naming the step and the first
+  bad term; with `skip_nonfinite` a non-finite step keeps the old params/opt state instead.
 * `make_train_step` / `make_eval_step` build pure functions
   `train_step(state, batch, key) -> (state, metrics)`, `eval_step(state, batch) -> sums`.
 * `Engine` jits them over a `Mesh` (batch over 'data', everything else replicated), and
