@@ -31,7 +31,8 @@ Training, imported on first use (they pull in orbax, tensorboardX, tqdm):
   TrainState, make_train_step, make_eval_step, get_engine, with_dropout_rates (steps);
   make_optimizer, schedule_factor, get_hparam, set_hparams (optim);
   ControllerState, init_controller, controller_update (controller);
-  export_variables, load_exported (checkpointing); validate_config (config_validation)
+  Preempted, PREEMPTED_EXIT_CODE (trainer); export_variables, load_exported, load_state,
+  CheckpointMismatchError (checkpointing); validate_config (config_validation)
 Subpackages: spg_jax.models (base models, `get(name)`), spg_jax.data (input pipelines),
   spg_jax.distributed (multi-process start-up), spg_jax.report (statistics, tables, plots).
 """
@@ -61,7 +62,9 @@ _LAZY = {
     "set_hparams": "optim",
     "ControllerState": "controller", "init_controller": "controller",
     "controller_update": "controller",
+    "Preempted": "trainer", "PREEMPTED_EXIT_CODE": "trainer",
     "export_variables": "checkpointing", "load_exported": "checkpointing",
+    "load_state": "checkpointing", "CheckpointMismatchError": "checkpointing",
     "validate_config": "config_validation",
 }
 _SUBPACKAGES = ("models", "data", "distributed", "report")
