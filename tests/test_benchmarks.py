@@ -47,8 +47,9 @@ TINY = {
     single_vs_multipass: ["--models=cnn1d_mnist1d", "--replicas=1", "--batch_size=8",
                           "--repeats=2", "--iters=1"],
     memory: ["--models=cnn1d_mnist1d", "--replicas=1", "--kinds=hpo", "--batch_size=8"],
-    quality: ["--quick", "--datasets=digits", "--seeds=0"],
-    hpo_cost: ["--quick", "--seeds=0", "--grid=0,0.5", "--methods=spg,grid,random"],
+    # MNIST-1D in both, so that hpo_cost reuses the steps quality compiled (same settings).
+    quality: ["--quick", "--datasets=mnist1d", "--seeds=0", "--arms=control,spg_hpo"],
+    hpo_cost: ["--quick", "--seeds=0", "--grid=0.5", "--methods=spg,grid,random"],
 }
 
 

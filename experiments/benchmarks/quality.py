@@ -36,6 +36,8 @@ def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--datasets", default="mnist1d,digits")
   p.add_argument("--seeds", default="", help="comma-separated; default: the config's")
+  p.add_argument("--arms", default="", help="comma-separated arms to keep (the reference "
+                 "among them); default: all of the config's")
   p.add_argument("--base_steps", type=int, default=0, help="0: the config's")
   p.add_argument("--retrain_steps", type=int, default=0, help="0: the config's")
   p.add_argument("--quick", action="store_true", help="the configs' quick variants (tests)")
@@ -49,6 +51,11 @@ def dataset_config(name: str, args):
   p = config.protocol
   if args.seeds:
     p.seeds = tuple(int(s) for s in args.seeds.split(","))
+  if args.arms:
+    keep = args.arms.split(",")
+    with config.unlocked():
+      for arm in [a for a in p.arms if a not in keep]:
+        del p.arms[arm]
   if args.base_steps:
     p.base.num_steps = args.base_steps
     p.base.eval_every_steps = max(args.base_steps // 4, 1)
@@ -82,7 +89,7 @@ def section_for(name: str, config, result) -> str:
                  f"model: {100 * mean:.2f} ± {100 * std:.2f}%.")
     lines.append("")
   lines.append(f"Protocol wall time {result.wall_time_s:.0f} s (compilation included).")
-  return "\n".join(lines)
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> str:
