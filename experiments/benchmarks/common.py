@@ -32,6 +32,8 @@ section between its `BEGIN`/`END` markers and rewrites only that one. Rerun a sc
 refresh its section (the exact command is given under each table). CPU timings on a shared
 machine are noisy: read the ratios, not the absolute times.
 """
+# The order of the sections in RESULTS.md (the issue's numbering).
+SECTION_ORDER = ("step_overhead", "single_vs_multipass", "memory", "quality", "hpo_cost")
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 
@@ -99,10 +101,22 @@ def write_section(name: str, body: str, path: str = RESULTS_PATH) -> None:
     text = pattern.sub(lambda _: block, text)
   else:
     text = text.rstrip() + "\n\n" + block + "\n"
+  text = _in_section_order(text)
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     f.write(text if text.endswith("\n") else text + "\n")
   os.replace(tmp, path)
+
+
+def _in_section_order(text: str) -> str:
+  """The sections of `text` sorted by `SECTION_ORDER` (others keep their order, after)."""
+  spans = list(re.finditer(r"<!-- BEGIN (\S+) -->.*?<!-- END \1 -->", text, re.S))
+  if not spans:
+    return text
+  rank = {name: i for i, name in enumerate(SECTION_ORDER)}
+  ordered = sorted(spans, key=lambda m: rank.get(m.group(1), len(rank)))
+  return (text[:spans[0].start()].rstrip() + "\n\n"
+          + "\n\n".join(m.group(0) for m in ordered) + "\n")
 
 
 def publish(name: str, lines: Sequence[str], path: str = RESULTS_PATH) -> str:
