@@ -329,9 +329,10 @@ def train_and_evaluate(config: Any, workdir: str, *, init_variables: dict | None
 
   def save() -> None:
     flush(log=False)  # the unlogged window rides along, so history is as if never stopped
+    # A copy: orbax serialises asynchronously, and the live history keeps growing.
     ckpt.save(step, state, best, {
         "iterator": train_it.get_state(), "best_step": best_step,
-        "best_val_accuracy": best_val, "history": writer.history,
+        "best_val_accuracy": best_val, "history": [dict(r) for r in writer.history],
         "pending": _window_to_json(window)})
 
   try:
