@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
+from spg_jax import report
+
 RESULTS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "RESULTS.md")
 _TITLE = """# spg_jax benchmark results
@@ -57,24 +59,15 @@ def on_accelerator() -> bool:
 
 def environment_lines(command: str | None = None) -> list[str]:
   """Markdown bullet lines: command, date, hardware, devices, load, library versions."""
-  import importlib.metadata  # pylint: disable=import-outside-toplevel
-  device = jax.devices()[0]
-  versions = []
-  for name in _LIBRARIES:
-    try:
-      versions.append(f"{name} {importlib.metadata.version(name)}")
-    except importlib.metadata.PackageNotFoundError:
-      versions.append(f"{name} (not installed)")
-  load = (", load average at start {:.2f}".format(os.getloadavg()[0])
-          if hasattr(os, "getloadavg") else "")
+  env = report.environment(_LIBRARIES)
   command = command or shlex.join(["python", "-m", _module_name()] + sys.argv[1:])
   date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   return [
       f"- Command: `{command}`",
       f"- Date: {date}",
-      f"- Hardware: {cpu_model()}, {os.cpu_count()} CPU cores{load}; JAX devices: "
-      f"{len(jax.devices())} x {device.platform} ({device.device_kind})",
-      f"- Python {platform.python_version()}; {', '.join(versions)}",
+      f"- Hardware: {cpu_model()}, {os.cpu_count()} CPU cores, load average at start "
+      f"{env['load']}; JAX devices: {env['devices']}",
+      f"- Python {env['python']}; {env['libraries']}",
   ]
 
 
