@@ -20,6 +20,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 EXIT_BAD_INPUT = 2
@@ -81,6 +82,10 @@ def run_and_exit(config, workdir: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # orbax logs every save at INFO (thousands of lines per protocol run); warnings (e.g. a
+    # damaged checkpoint moved aside) still show. `--verbosity=0` brings INFO back.
+    logging.set_verbosity(logging.WARNING)
   run_and_exit(_CONFIG.value, _WORKDIR.value)
 
 
