@@ -37,7 +37,8 @@ def start_distributed(config) -> None:
   """Joins the JAX cluster if `config.multihost`, before anything touches a device."""
   if not config.get("multihost", False):
     return
-  from spg_jax import config_validation, distributed  # pylint: disable=g-import-not-at-top
+  from experiments import distributed  # pylint: disable=g-import-not-at-top
+  from spg_jax import config_validation  # pylint: disable=g-import-not-at-top
   config_validation.validate_distributed(config)
   d = config.distributed
   distributed.initialize(d.coordinator_address, d.num_processes, d.process_id,

@@ -34,7 +34,7 @@ Training, imported on first use (they pull in orbax, tensorboardX, tqdm):
   Preempted, PREEMPTED_EXIT_CODE (trainer); export_variables, load_exported, load_state,
   CheckpointMismatchError (checkpointing); validate_config (config_validation)
 Subpackages: spg_jax.models (base models, `get(name)`), spg_jax.data (input pipelines),
-  spg_jax.distributed (multi-process start-up), spg_jax.report (statistics, tables, plots).
+  spg_jax.distributed (which batch rows this process feeds), spg_jax.report (statistics, tables, plots).
 """
 import importlib as _importlib
 from spg_jax.core import (

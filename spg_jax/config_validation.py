@@ -71,7 +71,7 @@ def _optional_int(config: Any, field: str, minimum: int) -> int | None:
 
 def validate_distributed(config: Any) -> None:
   """Checks `multihost` and `distributed.*` without touching JAX's devices, so that it can
-  run before `spg_jax.distributed.initialize` (which must come before any device use)."""
+  run before `experiments.distributed.initialize` (which must come before any device use)."""
   _bool(config, "multihost")
   address = _get(config, "distributed.coordinator_address")
   num_processes = _optional_int(config, "distributed.num_processes", 1)

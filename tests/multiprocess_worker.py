@@ -4,7 +4,7 @@
       --process_id=I --coordinator=127.0.0.1:PORT --local_devices=4]
 
 Without --coordinator it is a plain single-process run on whatever CPU devices XLA_FLAGS
-gives it. With it, the process joins the cluster through `spg_jax.distributed.initialize`
+gives it. With it, the process joins the cluster through `experiments.distributed.initialize`
 (gloo CPU collectives, coordinator bound to the same loopback address) before touching any
 array.
 
@@ -87,9 +87,10 @@ def main() -> None:
   args = _parse()
   # Imported here so that nothing JAX-related runs before the cluster is joined.
   import jax  # pylint: disable=import-outside-toplevel
+  from experiments import distributed as startup  # pylint: disable=import-outside-toplevel
   from spg_jax import distributed  # pylint: disable=import-outside-toplevel
   if args.coordinator is not None:
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+    startup.initialize(args.coordinator, args.num_processes, args.process_id,
                            local_device_count=args.local_devices,
                            bind_address=args.coordinator, timeout_s=60)
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel

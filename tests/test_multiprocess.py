@@ -1,6 +1,6 @@
 """Multi-process training on CPU: 2 processes x 4 devices == 1 process x 8 devices.
 
-Two local processes join with `spg_jax.distributed.initialize` on 127.0.0.1 (gloo CPU
+Two local processes join with `experiments.distributed.initialize` on 127.0.0.1 (gloo CPU
 collectives) and build one 8-device 'data' mesh; a single 8-device process does the same
 work. Each worker (tests/multiprocess_worker.py) runs, on MNIST-1D's CNN with SPG-HPO
 (dropout on):
@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import spg_jax
+from experiments import distributed as startup
 from spg_jax import checkpointing, distributed, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,5 +176,5 @@ def test_local_batch_slice_rejects_indivisible_batch():
 ])
 def test_initialize_rejects_bad_arguments_before_starting_anything(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    distributed.initialize(**kwargs)
+    startup.initialize(**kwargs)
   assert not jax.distributed.is_initialized()

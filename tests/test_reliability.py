@@ -12,7 +12,7 @@
   workdir absent or untouched.
 * Untrusted files: no pickle / torch.load anywhere in the library or the experiments.
 * Multi-process start-up: experiments/main.py passes `config.distributed` to
-  `spg_jax.distributed.initialize`.
+  `experiments.distributed.initialize`.
 
 The digits data is replaced by reliability_worker's seeded synthetic digits throughout
 (the same arrays in this process and in the workers), and every in-process run shares one
@@ -382,7 +382,7 @@ def test_nothing_loads_pickles():
 
 # ------------------------------------------------------------------ multi-process start-up
 def test_main_passes_distributed_fields_to_initialize(monkeypatch):
-  from spg_jax import distributed  # pylint: disable=g-import-not-at-top
+  from experiments import distributed  # pylint: disable=g-import-not-at-top
   calls = []
   monkeypatch.setattr(distributed, "initialize", lambda *a, **k: calls.append((a, k)))
   config = _config()

@@ -31,7 +31,7 @@ Fields (all read by `spg_jax.trainer.train_and_evaluate`; checked by
   eval_test: evaluate the test split once, with the best-on-validation params, at the end.
   num_devices: devices on the 'data' mesh axis (0: all visible).
   multihost: join a multi-process JAX cluster first (experiments/main.py calls
-    `spg_jax.distributed.initialize` with the `distributed` fields).
+    `experiments.distributed.initialize` with the `distributed` fields).
   distributed.coordinator_address ("host:port" of process 0), num_processes, process_id:
     all three, or none (None: JAX detects the cluster on TPU pods, Slurm, Open MPI);
     distributed.local_device_count: CPU devices per process (None: JAX's default).
