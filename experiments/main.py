@@ -14,6 +14,7 @@ Flags live here only. Exit status:
        kept (`--config.skip_nonfinite=True` skips such steps instead).
   143  preempted: SIGTERM arrived; a checkpoint of the current step is on disk and the same
        command resumes from it (128 + SIGTERM, so job systems see "terminated").
+  130  interrupted: SIGINT (Ctrl-C), handled like SIGTERM (128 + SIGINT).
 A SIGKILL loses only the steps since the last checkpoint (`--config.checkpoint.every_steps`).
 """
 import sys
@@ -38,8 +39,8 @@ def start_distributed(config) -> None:
   if not config.get("multihost", False):
     return
   from experiments import distributed  # pylint: disable=g-import-not-at-top
-  from spg_jax import config_validation  # pylint: disable=g-import-not-at-top
-  config_validation.validate_distributed(config)
+  from spg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config_lib.validate_distributed(config)
   d = config.distributed
   distributed.initialize(d.coordinator_address, d.num_processes, d.process_id,
                          local_device_count=d.local_device_count)
@@ -51,14 +52,15 @@ def run(config, workdir: str):
   if "protocol" in config:
     from spg_jax import protocol  # pylint: disable=g-import-not-at-top  (only when needed)
     return protocol.run_protocol(config, workdir)
-  from spg_jax import config_validation, trainer  # pylint: disable=g-import-not-at-top
-  config_validation.validate_config(config)
-  return trainer.train_and_evaluate(config, workdir)
+  from spg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from spg_jax.train import loop  # pylint: disable=g-import-not-at-top
+  config_lib.validate_config(config)
+  return loop.train_and_evaluate(config, workdir)
 
 
 def run_and_exit(config, workdir: str) -> None:
   """`run`, a one-line summary or error, and `sys.exit` with the status documented above."""
-  from spg_jax import trainer  # pylint: disable=g-import-not-at-top  (after flag parsing)
+  from spg_jax.train import preemption  # pylint: disable=g-import-not-at-top  (after flags)
   try:
     result = run(config, workdir)
   except ValueError as e:
@@ -67,13 +69,14 @@ def run_and_exit(config, workdir: str) -> None:
   except FloatingPointError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(EXIT_DIVERGED)
-  except trainer.Preempted as e:
+  except preemption.Preempted as e:
     print(f"stopped: {e}", file=sys.stderr)
-    sys.exit(trainer.PREEMPTED_EXIT_CODE)
-  if hasattr(result, "best_val_accuracy"):  # a TrainResult: summarise, skip the arrays
+    sys.exit(e.exit_code)
+  if hasattr(result, "selection_metric"):  # a TrainResult: summarise, skip the arrays
+    metric = result.selection_metric
     print(f"steps={result.num_steps} best_step={result.best_step} "
-          f"best_val_accuracy={result.best_val_accuracy:.4f} "
-          f"test_accuracy={result.test_accuracy} skipped_steps={result.skipped_steps} "
+          f"best_val_{metric}={result.best_val_score:.4f} "
+          f"test_{metric}={result.test_score} skipped_steps={result.skipped_steps} "
           f"wall_time_s={result.wall_time_s:.1f}")
   else:
     print(result)

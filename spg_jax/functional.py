@@ -17,13 +17,13 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from spg_jax import core
+from spg_jax import validation
 from spg_jax.replicas import HPOReplica
 
 
 def _replica_modules(num_replicas: int, rate: Any, depth: int, use_relu: bool
                      ) -> tuple[HPOReplica, ...]:
-  rates = core.validate_rates(rate, num_replicas)
+  rates = validation.validate_rates(rate, num_replicas)
   if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
     raise ValueError(f"depth={depth!r}: must be an integer >= 1")
   return tuple(HPOReplica(rate=r, depth=depth, use_relu=use_relu) for r in rates)

@@ -43,13 +43,13 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from spg_jax import checkpointing
-from spg_jax import config_validation
+from spg_jax import config as config_lib
 from spg_jax import data
 from spg_jax import report
 from spg_jax import sharding
-from spg_jax import steps
-from spg_jax import trainer
+from spg_jax.train import checkpointing
+from spg_jax.train import engine as engine_lib
+from spg_jax.train import loop
 
 BASE_ARM = "base"
 RUNS_DIR = "runs"
@@ -64,17 +64,18 @@ _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "sc
 
 @dataclasses.dataclass
 class RunRecord:
-  """One trained (or loaded) model of the protocol.
+  """One trained (or loaded) model of the protocol; scores are the task's selection metric
+  (accuracy, mIoU, ...).
 
-  val_curve: `(steps [K], validation accuracy [K])`, step 0 = the starting point.
-  survival: per replica t (SPG arms only): `(steps [K], fraction of training samples still
+  val_curve: `(steps [K], validation score [K])`, step 0 = the starting point.
+  survival: per replica t (SPG arms only): `(steps [K], fraction of training episodes still
     correct after replica t [K])`.
   """
   arm: str
   seed: int
-  test_accuracy: float
+  test_score: float
   best_step: int
-  best_val_accuracy: float
+  best_val_score: float
   num_steps: int
   wall_time_s: float
   export_dir: str
@@ -86,25 +87,28 @@ class RunRecord:
 class ProtocolResult:
   """What `run_protocol` returns; `str(result)` is the results table.
 
-  accuracies: arm -> per-seed test accuracies (ordered like `seeds`), "base" first.
+  metric: the task's selection metric that every score is (e.g. accuracy, mIoU).
+  scores: arm -> per-seed test scores (ordered like `seeds`), "base" first.
   runs: arm -> per-seed `RunRecord`s.
   """
   seeds: list[int]
   arms: list[str]
   reference: str
   confidence: float
-  accuracies: dict[str, list[float]]
+  metric: report.Metric
+  scores: dict[str, list[float]]
   runs: dict[str, list[RunRecord]]
   results_md: str
   results_png: str
   wall_time_s: float
 
   def table(self) -> str:
-    return report.results_table_markdown(self.accuracies, self.reference, self.confidence)
+    return report.results_table_markdown(self.scores, self.reference, self.confidence,
+                                         self.metric)
 
   def __str__(self) -> str:
-    return (self.table() + "\n" + report.summary_sentence(self.accuracies, self.reference,
-                                                          self.confidence)
+    return (self.table() + "\n" + report.summary_sentence(self.scores, self.reference,
+                                                          self.confidence, self.metric)
             + f"\nprotocol wall time {self.wall_time_s:.1f} s; details in {self.results_md}")
 
 
@@ -170,8 +174,9 @@ def arm_stage_configs(config: Any, seed: int) -> dict[str, Any]:
   return arms
 
 
-def validate_protocol(config: Any) -> None:
-  """Checks the protocol section and every stage's run config before anything compiles."""
+def validate_protocol(config: Any, *, model: Any = None, dataset: Any = None) -> None:
+  """Checks the protocol section and every stage's run config before anything compiles
+  (`model` / `dataset`: the user's own, as for `train_and_evaluate`)."""
   if "protocol" not in config:
     raise ValueError("config.protocol: missing (run_protocol needs a protocol section)")
   protocol = config.protocol
@@ -192,42 +197,30 @@ def validate_protocol(config: Any) -> None:
             **arm_stage_configs(config, seeds[0])}
   for name, stage in stages.items():
     try:
-      config_validation.validate_config(stage)
+      config_lib.validate_config(stage, custom_model=model is not None,
+                                 custom_dataset=dataset)
     except ValueError as e:
       raise ValueError(f"protocol stage {name!r}: {e}") from None
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluate_variables(config: Any, variables: dict, split: str) -> float:
-  """Accuracy of base-model `variables` on every example of `split` (SPG is not involved).
-
-  Used for a given `init_checkpoint`, which no training run has evaluated.
-  """
+def evaluate_variables(config: Any, variables: dict, split: str, *, model: Any = None,
+                       dataset: Any = None) -> float:
+  """The selection metric of base-model `variables` on every example of `split` (SPG is
+  not involved). Used for a given `init_checkpoint`, which no training run has evaluated."""
   stage = copy.deepcopy(config)
   with stage.unlocked():
     stage.spg.enabled = False
-  info = data.dataset_info(stage.dataset.name)
+  info = data.dataset_info(stage.dataset.name if dataset is None else dataset)
   mesh = sharding.make_mesh(stage.num_devices or None)
-  engine = steps.get_engine(steps.spec_from_config(stage, mesh, info.num_classes,
-                                                   info.input_shape))
+  engine = engine_lib.get_engine(engine_lib.spec_from_config(stage, mesh, info, model))
   state = engine.create_state(jax.device_put(variables, sharding.replicated(mesh)),
-                              steps.optimizer_hparams(stage), np.zeros((0,), np.float32))
-  it = data.make_iterator(
-      stage.dataset.name, split, global_batch_size=stage.eval_batch_size, mesh=mesh, seed=0,
-      data_dir=stage.dataset.data_dir, shuffle=False, num_epochs=1, drop_remainder=False,
-      validation_fraction=stage.dataset.validation_fraction)
-  correct = count = 0.0
-  for batch in it:
-    sums = jax.device_get(engine.eval_step(state, batch))
-    correct, count = correct + float(sums["correct"]), count + float(sums["count"])
-  return correct / max(count, 1.0)
+                              engine_lib.optimizer_hparams(stage), np.zeros((0,), np.float32))
+  metrics = loop.evaluate_split(engine, state, stage, split, dataset)
+  return metrics[engine.task.selection_metric]
 
 
-def history_curve(history: Sequence[Mapping[str, float]], key: str
-                  ) -> tuple[list[float], list[float]]:
-  """`(steps, values)` of every history record that has `key`, in step order."""
-  points = sorted((r["step"], r[key]) for r in history if key in r)
-  return [float(s) for s, _ in points], [float(v) for _, v in points]
+history_curve = loop.metric_curve
 
 
 def survival_curves(history: Sequence[Mapping[str, float]], num_replicas: int
@@ -241,7 +234,7 @@ def _run_dir(workdir: str, directory: str, arm: str, seed: int) -> str:
   return os.path.join(workdir, directory, arm, f"seed_{seed}")
 
 
-def _base_run(config: Any, workdir: str, seed: int) -> tuple[RunRecord, dict]:
+def _base_run(config: Any, workdir: str, seed: int, user: dict) -> tuple[RunRecord, dict]:
   """Trains (or loads) the base of `seed`; returns its record and its variables."""
   stage = base_stage_config(config, seed)
   export_dir = _run_dir(workdir, EXPORTS_DIR, BASE_ARM, seed)
@@ -249,76 +242,90 @@ def _base_run(config: Any, workdir: str, seed: int) -> tuple[RunRecord, dict]:
   checkpoint = config.protocol.init_checkpoint
   if checkpoint is not None:
     variables = checkpointing.load_exported(checkpoint)
-    val = evaluate_variables(stage, variables, "validation")
-    test = evaluate_variables(stage, variables, "test")
+    val = evaluate_variables(stage, variables, "validation", **user)
+    test = evaluate_variables(stage, variables, "test", **user)
     record = RunRecord(BASE_ARM, seed, test, 0, val, 0, 0.0, export_dir, ([0.0], [val]), [])
   else:
-    result = trainer.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, BASE_ARM, seed))
+    result = loop.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, BASE_ARM, seed),
+                                     **user)
     variables = result.best_variables
-    record = RunRecord(BASE_ARM, seed, float(result.test_accuracy), result.best_step,
-                       result.best_val_accuracy, result.num_steps, 0.0, export_dir,
-                       history_curve(result.history, "eval/accuracy"), [])
+    record = RunRecord(BASE_ARM, seed, float(result.test_score), result.best_step,
+                       result.best_val_score, result.num_steps, 0.0, export_dir,
+                       history_curve(result.history, f"eval/{result.selection_metric}"), [])
   checkpointing.export_variables(export_dir, variables)
   record.wall_time_s = time.time() - start
   return record, variables
 
 
 def _arm_run(arm: str, stage: Any, workdir: str, seed: int, base: RunRecord,
-             base_variables: dict) -> RunRecord:
+             base_variables: dict, user: dict) -> RunRecord:
   """Retrains `base_variables` with the arm's config; exports the best-on-validation model."""
-  result = trainer.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, arm, seed),
-                                      init_variables=base_variables)
+  result = loop.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, arm, seed),
+                                   init_variables=base_variables, **user)
   export_dir = _run_dir(workdir, EXPORTS_DIR, arm, seed)
   checkpointing.export_variables(export_dir, result.best_variables)
-  steps_, values = history_curve(result.history, "eval/accuracy")
-  # The arm starts exactly at the base's selected variables: that is its step-0 accuracy.
-  val_curve = ([0.0] + steps_, [base.best_val_accuracy] + values)
+  steps_, values = history_curve(result.history, f"eval/{result.selection_metric}")
+  # The arm starts exactly at the base's selected variables: that is its step-0 score.
+  val_curve = ([0.0] + steps_, [base.best_val_score] + values)
   num_replicas = stage.spg.num_replicas if stage.spg.enabled else 0
-  return RunRecord(arm, seed, float(result.test_accuracy), result.best_step,
-                   result.best_val_accuracy, result.num_steps, result.wall_time_s, export_dir,
+  return RunRecord(arm, seed, float(result.test_score), result.best_step,
+                   result.best_val_score, result.num_steps, result.wall_time_s, export_dir,
                    val_curve, survival_curves(result.history, num_replicas))
 
 
+def protocol_metric(config: Any, dataset: Any = None) -> report.Metric:
+  """How the protocol's scores are named and shown: the task's selection metric."""
+  info = data.dataset_info(config.dataset.name if dataset is None else dataset)
+  task = engine_lib.build_task(config, info)
+  name = task.selection_metric
+  return report.Metric(name, percent=name not in ("mse", "loss"),
+                       higher_is_better=task.selection_mode == "max")
+
+
 def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = print,
-                 command: str | None = None) -> ProtocolResult:
+                 command: str | None = None, model: Any = None, dataset: Any = None
+                 ) -> ProtocolResult:
   """Runs the protocol of `config` in `workdir` (see the module docstring).
 
   Args:
-    config: a run config (experiments/configs/common.py) with a `protocol` section.
+    config: a run config (`spg_jax.config.base_config`) with a `protocol` section.
     workdir: output directory: results.md, results.png, runs/, exports/.
     log: receives one progress line per run (the caller prints `str(result)`, the table,
       as experiments/main.py does).
     command: the command line recorded in results.md (default: this process's argv).
+    model / dataset: your own base model and data, as for `train_and_evaluate`.
   Returns:
     A `ProtocolResult`; `str()` of it is the table and the verdicts.
   """
   start = time.time()
-  validate_protocol(config)
+  validate_protocol(config, model=model, dataset=dataset)
+  user = {"model": model, "dataset": dataset}
   protocol = config.protocol
+  metric = protocol_metric(config, dataset)
   seeds = [int(s) for s in protocol.seeds]
   runs: dict[str, list[RunRecord]] = {}
   for seed in seeds:
-    base, base_variables = _base_run(config, workdir, seed)
+    base, base_variables = _base_run(config, workdir, seed, user)
     runs.setdefault(BASE_ARM, []).append(base)
-    log(_run_line(base))
+    log(_run_line(base, metric))
     for arm, stage in arm_stage_configs(config, seed).items():
-      record = _arm_run(arm, stage, workdir, seed, base, base_variables)
+      record = _arm_run(arm, stage, workdir, seed, base, base_variables, user)
       runs.setdefault(arm, []).append(record)
-      log(_run_line(record))
+      log(_run_line(record, metric))
   arms = list(runs)
-  accuracies = {arm: [r.test_accuracy for r in runs[arm]] for arm in arms}
+  scores = {arm: [r.test_score for r in runs[arm]] for arm in arms}
   result = ProtocolResult(
       seeds=seeds, arms=arms, reference=protocol.reference,
-      confidence=float(protocol.confidence), accuracies=accuracies, runs=runs,
+      confidence=float(protocol.confidence), metric=metric, scores=scores, runs=runs,
       results_md=os.path.join(workdir, RESULTS_MD),
       results_png=os.path.join(workdir, RESULTS_PNG), wall_time_s=0.0)
   report.plot_results(
-      result.results_png, accuracies,
+      result.results_png, scores,
       val_curves={arm: [r.val_curve for r in runs[arm]] for arm in arms if arm != BASE_ARM},
       survival={arm: _transpose_survival(runs[arm]) for arm in arms
                 if runs[arm][0].survival},
       title=f"{config.model.name} on {config.dataset.name}: retraining protocol, "
-            f"{len(seeds)} seeds")
+            f"{len(seeds)} seeds", metric=metric)
   result.wall_time_s = time.time() - start
   with open(result.results_md, "w", encoding="utf-8") as f:
     f.write(results_markdown(config, result, command if command is not None
@@ -339,23 +346,25 @@ def _transpose_survival(records: Sequence[RunRecord]) -> list[list[tuple]]:
   return [list(curves) for curves in zip(*(r.survival for r in records))]
 
 
-def _run_line(r: RunRecord) -> str:
-  return (f"[seed {r.seed}] {r.arm:>10}: test {100 * r.test_accuracy:6.2f}%  "
-          f"(best step {r.best_step}/{r.num_steps}, val {100 * r.best_val_accuracy:6.2f}%)  "
-          f"{r.wall_time_s:6.1f} s")
+def _run_line(r: RunRecord, metric: report.Metric) -> str:
+  return (f"[seed {r.seed}] {r.arm:>10}: test {metric.name} "
+          f"{report.format_score(r.test_score, metric)}{metric.unit.strip()}  (best step "
+          f"{r.best_step}/{r.num_steps}, val {report.format_score(r.best_val_score, metric)}"
+          f"{metric.unit.strip()})  {r.wall_time_s:6.1f} s")
 
 
 # ----------------------------------------------------------------------------- results.md
 def _selection_table(result: ProtocolResult) -> str:
-  """Per seed and arm: selected step, its validation accuracy, and the run time."""
-  lines = ["| seed | arm | selected step / steps | val acc % | test acc % | time s |",
-           "|---|---|---|---|---|---|"]
+  """Per seed and arm: selected step, its validation score, and the run time."""
+  m = result.metric
+  lines = [f"| seed | arm | selected step / steps | val {m.name}{m.unit} | test "
+           f"{m.name}{m.unit} | time s |", "|---|---|---|---|---|---|"]
   for i, seed in enumerate(result.seeds):
     for arm in result.arms:
       r = result.runs[arm][i]
       lines.append(f"| {seed} | {arm} | {r.best_step} / {r.num_steps} | "
-                   f"{100 * r.best_val_accuracy:.2f} | {100 * r.test_accuracy:.2f} | "
-                   f"{r.wall_time_s:.1f} |")
+                   f"{report.format_score(r.best_val_score, m)} | "
+                   f"{report.format_score(r.test_score, m)} | {r.wall_time_s:.1f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -372,8 +381,10 @@ def _protocol_description(config: Any, result: ProtocolResult) -> str:
     base = (f"trained from scratch without SPG for {b.num_steps} steps (batch {b.batch_size}, "
             f"{b.optimizer.name} lr {b.optimizer.learning_rate}, {b.schedule.name} schedule) "
             f"for every seed, keeping its best-on-validation checkpoint")
+  task = config.task.name or "the dataset's own task"
   lines = [
-      f"- Data: `{config.dataset.name}`; model: `{config.model.name}`. Model selection on the "
+      f"- Data: `{config.dataset.name}`; model: `{config.model.name}`; task: `{task}`, scored "
+      f"by its selection metric `{result.metric.name}`. Model selection on the "
       f"validation split ({100 * config.dataset.validation_fraction:g}% of the training data, "
       f"the same examples for every seed); the test split is evaluated once per run, with "
       f"the selected checkpoint.",
@@ -400,26 +411,30 @@ def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
   env = report.environment(_VERSIONED)
   level = f"{100 * result.confidence:g}%"
   date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-  vs_base = report.results_table_markdown(result.accuracies, BASE_ARM, result.confidence)
+  m = result.metric
+  vs_base = report.results_table_markdown(result.scores, BASE_ARM, result.confidence, m)
+  units = "in percentage points (pp)" if m.percent else "in absolute units"
+  better = "" if m.higher_is_better is None else (
+      f" ({'higher' if m.higher_is_better else 'lower'} is better)")
   return "\n".join([
       f"# SPG retraining protocol: `{config.model.name}` on `{config.dataset.name}`",
       "",
-      f"Test accuracy over {len(result.seeds)} seeds (seeds {result.seeds}). Differences are "
-      f"paired by seed, in percentage points (pp), with a {level} t interval; an interval "
+      f"Test {m.name}{better} over {len(result.seeds)} seeds (seeds {result.seeds}). "
+      f"Differences are paired by seed, {units}, with a {level} t interval; an interval "
       f"that contains 0 means **{report.NO_DIFFERENCE}**. Each interval is for one "
       f"comparison (no correction for comparing several arms).",
       "",
       "## Result",
       "",
       result.table(),
-      report.summary_sentence(result.accuracies, result.reference, result.confidence),
+      report.summary_sentence(result.scores, result.reference, result.confidence, m),
       f"Against the starting checkpoint (`{BASE_ARM}`):",
       "",
       vs_base,
-      report.summary_sentence(result.accuracies, BASE_ARM, result.confidence),
-      "## Per-seed test accuracy (%)",
+      report.summary_sentence(result.scores, BASE_ARM, result.confidence, m),
+      f"## Per-seed test {m.name}{' (%)' if m.percent else ''}",
       "",
-      report.per_seed_table_markdown(result.seeds, result.accuracies),
+      report.per_seed_table_markdown(result.seeds, result.scores, metric=m),
       "## Checkpoint selection (validation split) per run",
       "",
       _selection_table(result),

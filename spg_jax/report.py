@@ -13,6 +13,7 @@ Every number these functions print comes from their arguments: nothing is hard-c
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import math
 import os
@@ -115,76 +116,121 @@ def paired_difference_ci(a: Sequence[float], b: Sequence[float], confidence: flo
   return mean, mean - half, mean + half
 
 
-def verdict(lo: float, hi: float) -> str:
-  """Plain words for a difference interval: significant only if it excludes 0."""
+def verdict(lo: float, hi: float, higher_is_better: bool | None = None) -> str:
+  """Plain words for a difference interval: significant only if it excludes 0. With
+  `higher_is_better` given, the words say whether the difference is better or worse."""
   if math.isnan(lo) or math.isnan(hi):
     return "n/a (needs >= 2 seeds)"
   if lo <= 0.0 <= hi:
     return NO_DIFFERENCE
-  return "significantly higher" if lo > 0.0 else "significantly lower"
+  higher = lo > 0.0
+  words = "significantly higher" if higher else "significantly lower"
+  if higher_is_better is None:
+    return words
+  return f"{words} ({'better' if higher == higher_is_better else 'worse'})"
 
 
 # ----------------------------------------------------------------------------- tables
-def _pct(x: float, digits: int = 2) -> str:
-  return "n/a" if math.isnan(x) else f"{100.0 * x:.{digits}f}"
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """How a score is shown: `name` (e.g. "accuracy", "mIoU", "wer"), as a percentage
+  (`percent`: values in [0, 1] shown x100, differences in percentage points) or raw, and
+  which direction is better (`higher_is_better`; None: the verdict says only higher/lower)."""
+  name: str = "accuracy"
+  percent: bool = True
+  higher_is_better: bool | None = None
+
+  @property
+  def unit(self) -> str:
+    return " %" if self.percent else ""
+
+  @property
+  def diff_unit(self) -> str:
+    return "pp" if self.percent else "abs."
 
 
-def _signed_pct(x: float, digits: int = 2) -> str:
-  return "n/a" if math.isnan(x) else f"{100.0 * x:+.{digits}f}"
+ACCURACY = Metric()
 
 
-def results_table_markdown(accuracies: Mapping[str, Sequence[float]], reference: str,
-                           confidence: float = 0.95) -> str:
-  """Markdown table: per arm mean ± std of test accuracy (in %), n, and the paired
+def format_score(value: float, metric: Metric = ACCURACY) -> str:
+  """One score as the tables show it (x100 with 2 decimals for percent metrics)."""
+  return _pct(value, percent=metric.percent)
+
+
+def _pct(x: float, digits: int = 2, percent: bool = True) -> str:
+  if math.isnan(x):
+    return "n/a"
+  return f"{100.0 * x:.{digits}f}" if percent else f"{x:.{digits + 2}f}"
+
+
+def _signed_pct(x: float, digits: int = 2, percent: bool = True) -> str:
+  if math.isnan(x):
+    return "n/a"
+  return f"{100.0 * x:+.{digits}f}" if percent else f"{x:+.{digits + 2}f}"
+
+
+def results_table_markdown(scores: Mapping[str, Sequence[float]], reference: str,
+                           confidence: float = 0.95, metric: Metric = ACCURACY) -> str:
+  """Markdown table: per arm mean ± std of the test `metric`, n, and the paired
   difference against `reference` with its `confidence` t interval and a verdict.
 
   Args:
-    accuracies: arm name -> `[n]` test accuracies in [0, 1], paired across arms by seed.
+    scores: arm name -> `[n]` test scores (in [0, 1] for percent metrics), paired across
+      arms by seed.
     reference: the arm every other arm is compared with (e.g. "control").
     confidence: coverage of the interval.
+    metric: the score's name, unit and better direction.
   """
-  if reference not in accuracies:
-    raise ValueError(f"reference={reference!r}: not among the arms {list(accuracies)}")
+  if reference not in scores:
+    raise ValueError(f"reference={reference!r}: not among the arms {list(scores)}")
   level = f"{100 * confidence:g}%"
-  lines = [f"| arm | test accuracy % (mean ± std) | n | Δ vs {reference} (pp) | {level} CI "
-           f"(pp) | verdict |",
+  pct = metric.percent
+  lines = [f"| arm | test {metric.name}{metric.unit} (mean ± std) | n | Δ vs {reference} "
+           f"({metric.diff_unit}) | {level} CI ({metric.diff_unit}) | verdict |",
            "|---|---|---|---|---|---|"]
-  for arm, values in accuracies.items():
+  for arm, values in scores.items():
     mean, std, n = summarize(values)
     if arm == reference:
       diff_cells = "— | — | (reference)"
     else:
-      d, lo, hi = paired_difference_ci(values, accuracies[reference], confidence)
-      diff_cells = f"{_signed_pct(d)} | [{_signed_pct(lo)}, {_signed_pct(hi)}] | {verdict(lo, hi)}"
-    lines.append(f"| {arm} | {_pct(mean)} ± {_pct(std)} | {n} | {diff_cells} |")
+      d, lo, hi = paired_difference_ci(values, scores[reference], confidence)
+      diff_cells = (f"{_signed_pct(d, percent=pct)} | [{_signed_pct(lo, percent=pct)}, "
+                    f"{_signed_pct(hi, percent=pct)}] | "
+                    f"{verdict(lo, hi, metric.higher_is_better)}")
+    lines.append(f"| {arm} | {_pct(mean, percent=pct)} ± {_pct(std, percent=pct)} | {n} | "
+                 f"{diff_cells} |")
   return "\n".join(lines) + "\n"
 
 
-def per_seed_table_markdown(seeds: Sequence[int], accuracies: Mapping[str, Sequence[float]],
-                            digits: int = 2) -> str:
-  """Markdown table of the raw test accuracies (%): one row per seed, one column per arm."""
-  arms = list(accuracies)
+def per_seed_table_markdown(seeds: Sequence[int], scores: Mapping[str, Sequence[float]],
+                            digits: int = 2, metric: Metric = ACCURACY) -> str:
+  """Markdown table of the raw test scores (% for percent metrics): one row per seed, one
+  column per arm."""
+  arms = list(scores)
   for arm in arms:
-    if len(accuracies[arm]) != len(seeds):
-      raise ValueError(f"arm {arm!r}: {len(accuracies[arm])} values for {len(seeds)} seeds")
+    if len(scores[arm]) != len(seeds):
+      raise ValueError(f"arm {arm!r}: {len(scores[arm])} values for {len(seeds)} seeds")
   lines = ["| seed | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
   for i, seed in enumerate(seeds):
-    cells = " | ".join(_pct(float(accuracies[arm][i]), digits) for arm in arms)
+    cells = " | ".join(_pct(float(scores[arm][i]), digits, metric.percent) for arm in arms)
     lines.append(f"| {seed} | {cells} |")
   return "\n".join(lines) + "\n"
 
 
-def summary_sentence(accuracies: Mapping[str, Sequence[float]], reference: str,
-                     confidence: float = 0.95) -> str:
+def summary_sentence(scores: Mapping[str, Sequence[float]], reference: str,
+                     confidence: float = 0.95, metric: Metric = ACCURACY) -> str:
   """One honest sentence per non-reference arm: its difference, interval and verdict."""
   parts = []
-  for arm, values in accuracies.items():
+  pct = metric.percent
+  for arm, values in scores.items():
     if arm == reference:
       continue
-    d, lo, hi = paired_difference_ci(values, accuracies[reference], confidence)
-    parts.append(f"{arm} vs {reference}: {_signed_pct(d)} pp "
-                 f"({100 * confidence:g}% CI [{_signed_pct(lo)}, {_signed_pct(hi)}], "
-                 f"n={len(values)}): {verdict(lo, hi)}.")
+    d, lo, hi = paired_difference_ci(values, scores[reference], confidence)
+    what = "" if metric.name == "accuracy" else f"{metric.name} "
+    parts.append(f"{arm} vs {reference}: {what}{_signed_pct(d, percent=pct)} "
+                 f"{metric.diff_unit} ({100 * confidence:g}% CI "
+                 f"[{_signed_pct(lo, percent=pct)}, {_signed_pct(hi, percent=pct)}], "
+                 f"n={len(values)}): {verdict(lo, hi, metric.higher_is_better)}.")
   return "\n".join(f"- {p}" for p in parts) + "\n"
 
 
@@ -223,17 +269,20 @@ def _mean_curve(curves: Sequence[Curve]) -> Curve | None:
 
 def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
                  val_curves: Mapping[str, Sequence[Curve]],
-                 survival: Mapping[str, Sequence[Sequence[Curve]]], title: str = "") -> None:
+                 survival: Mapping[str, Sequence[Sequence[Curve]]], title: str = "",
+                 metric: Metric = ACCURACY) -> None:
   """Writes a three-panel figure to `path` (PNG).
 
   Args:
     path: output file.
-    accuracies: arm -> `[n]` test accuracies (left: mean ± std bars with per-seed points).
-    val_curves: arm -> per-seed `(steps [K], validation accuracy [K])` (middle; thin lines
+    accuracies: arm -> `[n]` test scores of `metric` (left: mean ± std bars with per-seed
+      points).
+    val_curves: arm -> per-seed `(steps [K], validation score [K])` (middle; thin lines
       per seed, thick the mean over seeds).
     survival: SPG arm -> per replica t -> per-seed `(steps [K], fraction of training
       samples still alive after replica t [K])` (right).
     title: figure title.
+    metric: the score's name and unit.
   """
   # A bare Figure (no pyplot) renders with Agg without switching the process's backend,
   # so notebooks that call this keep their inline plots. Imported here: heavy.
@@ -245,31 +294,32 @@ def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
   colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
   arm_color = {arm: colors[i % len(colors)] for i, arm in enumerate(accuracies)}
 
+  scale = 100.0 if metric.percent else 1.0
   ax = axes[0]
   for i, (arm, values) in enumerate(accuracies.items()):
-    v = 100.0 * np.asarray(values, dtype=np.float64)
+    v = scale * np.asarray(values, dtype=np.float64)
     mean, std, _ = summarize(v)
     ax.bar(i, mean, yerr=0.0 if math.isnan(std) else std, color=arm_color[arm], alpha=0.35,
            capsize=4)
     jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(1)
     ax.scatter(i + jitter, v, color=arm_color[arm], s=18, zorder=3)
-  all_v = 100.0 * np.concatenate([np.asarray(v, np.float64) for v in accuracies.values()])
-  span = max(float(all_v.max() - all_v.min()), 0.5)
+  all_v = scale * np.concatenate([np.asarray(v, np.float64) for v in accuracies.values()])
+  span = max(float(all_v.max() - all_v.min()), 0.005 * scale)
   ax.set_ylim(float(all_v.min()) - span, float(all_v.max()) + 0.5 * span)
   ax.set_xticks(range(len(accuracies)), list(accuracies), rotation=15)
-  ax.set_ylabel("test accuracy (%)")
-  ax.set_title("test accuracy per arm (points: seeds; bars: mean ± std)")
+  ax.set_ylabel(f"test {metric.name}{' (%)' if metric.percent else ''}")
+  ax.set_title(f"test {metric.name} per arm (points: seeds; bars: mean ± std)")
 
   ax = axes[1]
   for arm, curves in val_curves.items():
     color = arm_color.get(arm, None)
     for steps, values in curves:
-      ax.plot(steps, 100.0 * np.asarray(values), color=color, alpha=0.25, lw=0.8)
+      ax.plot(steps, scale * np.asarray(values), color=color, alpha=0.25, lw=0.8)
     mean = _mean_curve(curves)
     if mean is not None:
-      ax.plot(mean[0], 100.0 * mean[1], color=color, lw=2, label=arm)
+      ax.plot(mean[0], scale * mean[1], color=color, lw=2, label=arm)
   ax.set_xlabel("step")
-  ax.set_ylabel("validation accuracy (%)")
+  ax.set_ylabel(f"validation {metric.name}{' (%)' if metric.percent else ''}")
   ax.set_title("training curves (validation split)")
   ax.legend(fontsize=8)
 

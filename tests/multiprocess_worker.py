@@ -9,11 +9,11 @@ gives it. With it, the process joins the cluster through `experiments.distribute
 array.
 
 Two parts, both on the global 8-device 'data' mesh:
-1. Engine: every process builds the trainer's real jitted train step (`spg_jax.steps`),
+1. Engine: every process builds the trainer's real jitted train step (`spg_jax.train.step`),
    initialises it from the same key, generates the same global batches from a seed and
    hands `shard_batch` only its own rows (`local_batch_slice`); NUM_STEPS steps (dropout
    key of step s = fold_in(key, s), inside the step).
-2. Trainer: `spg_jax.trainer.train_and_evaluate` for NUM_STEPS steps on MNIST-1D (its own
+2. Trainer: `spg_jax.loop.train_and_evaluate` for NUM_STEPS steps on MNIST-1D (its own
    per-process data pipeline, validation/test evaluation, orbax checkpoint and export, in a
    workdir the processes share). It reuses part 1's compiled steps (same static spec).
 
@@ -95,7 +95,9 @@ def main() -> None:
                            bind_address=args.coordinator, timeout_s=60)
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import spg_jax  # pylint: disable=import-outside-toplevel
-  from spg_jax import data, steps, trainer  # pylint: disable=import-outside-toplevel
+  from spg_jax import data  # pylint: disable=import-outside-toplevel
+  from spg_jax.train import engine as engine_lib  # pylint: disable=import-outside-toplevel
+  from spg_jax.train import loop  # pylint: disable=import-outside-toplevel
 
   if jax.process_count() != args.num_processes:
     raise RuntimeError(f"joined {jax.process_count()} processes, expected "
@@ -105,10 +107,10 @@ def main() -> None:
 
   # Part 1: the engine's train step on fixed synthetic batches.
   mesh = spg_jax.make_mesh(config.num_devices or None)  # the trainer's mesh: cache hit
-  spec = steps.spec_from_config(config, mesh, info.num_classes, info.input_shape)
-  engine = steps.get_engine(spec)
+  spec = engine_lib.spec_from_config(config, mesh, info)
+  engine = engine_lib.get_engine(spec)
   key = jax.random.key(config.seed)
-  state = engine.create_state(engine.init(key), steps.optimizer_hparams(config),
+  state = engine.create_state(engine.init(key), engine_lib.optimizer_hparams(config),
                               jnp.asarray(spec.rates, jnp.float32))
   init_params = _host_params(state.params)  # now: train_step donates the state's buffers
   rows = distributed.local_batch_slice(GLOBAL_BATCH, mesh)
@@ -120,7 +122,7 @@ def main() -> None:
   params = _host_params(state.params)
 
   # Part 2: the whole training loop.
-  result = trainer.train_and_evaluate(config, args.workdir)
+  result = loop.train_and_evaluate(config, args.workdir)
   train_logs = [h for h in result.history if "train/loss" in h]
   trained = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in
              jax.tree_util.tree_leaves_with_path(result.final_variables)}
@@ -134,7 +136,7 @@ def main() -> None:
            losses=np.stack(losses), layout=json.dumps(layout),
            trainer_losses=np.array([h["train/loss"] for h in train_logs]),
            trainer_accuracy=np.array([h["train/accuracy"] for h in train_logs]),
-           val_accuracy=np.array(result.best_val_accuracy),
+           val_accuracy=np.array(result.best_val_score),
            **{f"param:{k}": v for k, v in params.items()},
            **{f"init:{k}": v for k, v in init_params.items()},
            **{f"trainer:{k}": v for k, v in trained.items()})

@@ -34,7 +34,7 @@ def synthetic_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def signal_at_step(get_engine, at_step: int, signum: int):
-  """Wraps `steps.get_engine` so that the engine's train step sends `signum` to this
+  """Wraps `engine_lib.get_engine` so that the engine's train step sends `signum` to this
   process when called with `state.step == at_step` (then goes on, if still alive)."""
   @functools.wraps(get_engine)
   def wrapped_get_engine(spec):
@@ -50,13 +50,13 @@ def signal_at_step(get_engine, at_step: int, signum: int):
 
 
 def install_hooks() -> None:
-  from spg_jax import steps  # pylint: disable=g-import-not-at-top  (after sys.path is set)
+  from spg_jax.train import engine as engine_lib  # pylint: disable=g-import-not-at-top
   from spg_jax.data import embedded  # pylint: disable=g-import-not-at-top
   embedded.digits_arrays = synthetic_digits
   if os.environ.get(SIGNAL_ENV):
     step, name = os.environ[SIGNAL_ENV].split(":")
-    steps.get_engine = signal_at_step(steps.get_engine, int(step),
-                                      {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}[name])
+    engine_lib.get_engine = signal_at_step(
+        engine_lib.get_engine, int(step), {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}[name])
 
 
 def main() -> None:

@@ -60,12 +60,14 @@ def _assert_same_batches(a, b):
 # --- catalog and errors -------------------------------------------------------------------
 
 def test_names_and_info():
-  assert data.names() == ["digits", "mnist1d", "mnist", "cifar10", "cifar100", "imagenet2012"]
+  assert data.names() == ["digits", "mnist1d", "shapes", "mnist", "cifar10", "cifar100",
+                          "imagenet2012"]
   shapes = {n: data.dataset_info(n).input_shape for n in data.names()}
-  assert shapes == {"digits": (8, 8, 1), "mnist1d": (40, 1), "mnist": (28, 28, 1),
-                    "cifar10": (32, 32, 3), "cifar100": (32, 32, 3),
+  assert shapes == {"digits": (8, 8, 1), "mnist1d": (40, 1), "shapes": (64, 64, 3),
+                    "mnist": (28, 28, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3),
                     "imagenet2012": (224, 224, 3)}
-  assert [data.dataset_info(n).num_classes for n in data.names()] == [10, 10, 10, 10, 100, 1000]
+  assert [data.dataset_info(n).num_classes for n in data.names()] == [10, 10, 6, 10, 10, 100,
+                                                                       1000]
 
 
 def test_unknown_name_lists_known_ones(mesh):

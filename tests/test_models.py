@@ -13,8 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import spg_jax
 from spg_jax import models
+# Names, not `from spg_jax import spg_model`: the package exports a function of that name.
+from spg_jax.spg_model import (Attachment, SPGModel, head_variables, step_outputs,
+                               strip_replicas)
+from spg_jax.spg_model import build_spg_model as make_spg_model
 
 # RBG keys: initialisers compile several times faster than with threefry on CPU.
 RNGS = {"params": jax.random.key(0, impl="rbg"), "dropout": jax.random.key(1, impl="rbg")}
@@ -26,8 +29,12 @@ PARAM_COUNTS = {
     "resnet101": 44_549_160, "mobilenet_v2": 3_504_872, "vit_ti16": 5_717_416,
     "vit_s16": 22_050_664, "vit_b16": 86_567_656, "fcn_resnet50": 35_322_218,
     "cnn1d_mnist1d": 5_210, "cnn_digits": 24_058,
+    # Ours (6 classes, both heads): stem 464, stages 4,672 + 14,528 + 57,728, head 9,350,
+    # aux head 2,374 (conv kernels, BatchNorm scales and biases, the 1x1 classifiers).
+    "fcn_small": 89_116,
 }
-FULL_INPUTS = {"cnn1d_mnist1d": (1, 40, 1), "cnn_digits": (1, 8, 8, 1)}
+FULL_INPUTS = {"cnn1d_mnist1d": (1, 40, 1), "cnn_digits": (1, 8, 8, 1),
+               "fcn_small": (1, 64, 64, 3)}
 
 # name -> (constructor kwargs, small input shape, expected aux["features"] shape, head width)
 SMALL = {
@@ -57,14 +64,9 @@ def num_params(variables) -> int:
   return sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
 
 
-def spg_model(model: nn.Module, kind: str, attachment: str = "out") -> spg_jax.SPGModel:
-  """SPGModel with T = 3 replicas at the model's attach point of `kind`."""
-  a = models.spg_attachments(model, kind)[attachment]
-  replicas = (spg_jax.hpo_replicas(num_replicas=3, rate=0.2) if kind == "hpo" else
-              spg_jax.nas_replicas(num_replicas=3, block=a["block"], depth=1))
-  return spg_jax.SPGModel(base=model, head=a["head"], head_path=a["head_path"],
-                          feature_key=a["feature_key"], replicas=replicas,
-                          pre_head=a["pre_head"])
+def spg_model(model: nn.Module, kind: str, rate: float = 0.2) -> SPGModel:
+  """SPGModel with T = 3 replicas of `kind` on every head the model attaches them to."""
+  return make_spg_model(model, model.spg_attachments(kind), kind, 3, rate=rate)
 
 
 def init_with_output(model: nn.Module, x, *, train: bool, abstract: bool):
@@ -185,27 +187,176 @@ def test_every_classifier_runs_under_spg_with_three_replicas(key, kind):
 
 
 @pytest.mark.parametrize("kind", models.KINDS)
-@pytest.mark.parametrize("attachment", ["out", "aux"])
-def test_fcn_runs_under_spg_for_each_head(attachment, kind):
+def test_fcn_runs_under_spg_on_both_heads(kind):
   model = models.get("fcn_resnet50", num_classes=3)
-  spg = spg_model(model, kind, attachment)
-  (step_logits, _), _ = init_with_output(spg, jnp.zeros((2, 16, 24, 3)), train=True,
-                                         abstract=True)
-  assert step_logits.shape == (2, 4, 16, 24, 3)  # per-pixel episodes at input resolution
+  (step_logits, aux), variables = init_with_output(spg_model(model, kind),
+                                                   jnp.zeros((2, 16, 24, 3)), train=True,
+                                                   abstract=True)
+  # Per-pixel episodes at input resolution, for the main and the auxiliary head alike.
+  assert step_logits.shape == aux["extra_step_outputs"]["aux"].shape == (2, 4, 16, 24, 3)
+  assert {"replicas_2", "extra_replicas_aux_2"} <= set(variables["params"])
 
 
-def test_attachments_name_their_inputs():
+# ------------------------------------------------------------------ SPG attachments
+
+# Every registered model: constructor kwargs and a small input (abstract evaluation only).
+ATTACH_INPUTS = {
+    **{key: (SMALL[key][0], SMALL[key][1]) for key in CLASSIFIERS if key in models.names()},
+    "fcn_resnet50": (dict(num_classes=3), (2, 16, 16, 3)),
+    "fcn_small": (dict(num_classes=3), (2, 16, 16, 3)),
+}
+
+
+def test_attach_inputs_cover_every_registered_model():
+  assert sorted(ATTACH_INPUTS) == sorted(models.names())
+
+
+@pytest.mark.parametrize("name", sorted(ATTACH_INPUTS))
+def test_every_model_attaches_to_its_own_aux_entries_and_head_params(name):
+  kwargs, shape = ATTACH_INPUTS[name]
+  model = models.get(name, **kwargs)
+  (logits, aux), variables = init_with_output(model, jnp.zeros(shape), train=False,
+                                              abstract=True)
+  for kind in models.KINDS:
+    attachments = models.spg_attachments(model, kind)
+    assert attachments.keys() == model.spg_attachments(kind).keys()
+    assert models.spg_attachment(model, kind).feature_key == attachments["out"].feature_key
+    for head_name, a in attachments.items():
+      assert isinstance(a, Attachment) and a.head.parent is None
+      assert a.feature_key in aux
+      assert a.output_key is None if head_name == "out" else a.output_key in aux
+      head_variables(variables, a.head_path)  # raises when not in params
+      assert (a.block is None) == (kind == "hpo")
+      assert a.pre_head is None or kind == "nas"
+      # The head copy maps (pre_head of) every h_t to this head's own output shape; a NAS
+      # block keeps h_t's shape, so the chain can go on.
+      h = aux[a.feature_key]
+      if a.block is not None:
+        h_next, _ = jax.eval_shape(functools.partial(a.block().init_with_output, RNGS,
+                                                     train=True), h)
+        assert h_next.shape == h.shape
+      features = h if a.pre_head is None else jax.eval_shape(a.pre_head, h)
+      out, _ = jax.eval_shape(functools.partial(a.head.init_with_output, RNGS), features)
+      expected = logits if a.output_key is None else aux[a.output_key]
+      assert out.shape == expected.shape
+
+
+def test_classifier_attachments_name_their_inputs():
   model = build("resnet50")
   hpo, nas = models.spg_attachment(model, "hpo"), models.spg_attachment(model, "nas")
-  assert (hpo["feature_key"], hpo["pre_head"], hpo["block"]) == ("pre_logits", None, None)
-  assert nas["feature_key"] == "features" and nas["pre_head"] is models.global_avg_pool
-  block = nas["block"]()
+  assert (hpo.feature_key, hpo.pre_head, hpo.block, hpo.output_key, hpo.loss_weight) == (
+      "pre_logits", None, None, None, 1.0)
+  assert nas.feature_key == "features" and nas.pre_head is models.global_avg_pool
+  block = nas.block()
   assert isinstance(block, models.Bottleneck) and block.planes * block.expansion == 2048
-  fcn = models.spg_attachments(models.get("fcn_resnet50"), "nas")
-  assert {k: (a["head_path"], a["feature_key"]) for k, a in fcn.items()} == {
-      "out": (("head",), "features"), "aux": (("aux_head",), "layer3")}
-  with pytest.raises(ValueError, match="known: hpo, nas"):
-    models.spg_attachment(model, "grid")
+  assert list(models.spg_attachments(model, "nas")) == ["out"]
+
+
+@pytest.mark.parametrize("name, aux_key, out_channels, aux_channels", [
+    ("fcn_resnet50", "layer3", 2048, 1024), ("fcn_small", "layer2", 64, 32)])
+def test_fcn_models_attach_out_and_aux_with_torchvision_loss_weights(name, aux_key,
+                                                                     out_channels,
+                                                                     aux_channels):
+  model = models.get(name)
+  for kind in models.KINDS:
+    attachments = models.spg_attachments(model, kind)
+    assert {k: (a.head_path, a.feature_key, a.output_key, a.loss_weight, a.pre_head)
+            for k, a in attachments.items()} == {
+        "out": (("head",), "features", None, 1.0, None),
+        "aux": (("aux_head",), aux_key, "aux_logits", 0.5, None)}
+    assert attachments["out"].head.train and attachments["aux"].head.train
+    assert attachments["out"].head.upsample_factor == model.output_stride
+    if kind == "nas":  # the blocks keep the width of the stage they extend
+      for head_name, channels in (("out", out_channels), ("aux", aux_channels)):
+        block = attachments[head_name].block()
+        assert block.planes * block.expansion == channels and block.zero_init_last
+  assert list(models.spg_attachments(models.get(name, aux_loss=False), "hpo")) == ["out"]
+
+
+def test_attachment_errors_are_one_line():
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train):
+      return nn.Dense(2, name="head")(x), {"pre_logits": x}
+
+  with pytest.raises(ValueError, match=r"must define spg_attachments\(kind\)") as error:
+    models.spg_attachments(Plain(), "hpo")
+  assert "\n" not in str(error.value) and "ClassifierHeadMixin" in str(error.value)
+  for call in (lambda: models.spg_attachment(build("resnet18"), "grid"),
+               lambda: build("resnet18").spg_attachments("grid"),
+               lambda: models.get("fcn_small").spg_attachments("grid")):
+    with pytest.raises(ValueError) as error:
+      call()
+    assert str(error.value) == "kind='grid': must be one of ('hpo', 'nas')"
+
+
+# ------------------------------------------------------------------ FCNSmall
+
+
+def test_fcn_small_shapes_and_aux():
+  model = models.get("fcn_small", num_classes=6)
+  (logits, aux), variables = init_with_output(model, jnp.zeros((2, 64, 64, 3)), train=False,
+                                              abstract=True)
+  assert logits.shape == aux["aux_logits"].shape == (2, 64, 64, 6)
+  assert aux["features"].shape == aux["pre_logits"].shape == (2, 16, 16, 64)  # stride 4
+  assert aux["layer2"].shape == (2, 16, 16, 32)
+  params = variables["params"]
+  assert params["head"]["classifier"]["kernel"].shape == (1, 1, 16, 6)
+  assert params["aux_head"]["classifier"]["kernel"].shape == (1, 1, 8, 6)
+  assert num_params(variables) == PARAM_COUNTS["fcn_small"]
+  with pytest.raises(ValueError, match="widths"):
+    init_with_output(models.get("fcn_small", widths=(8, 16)), jnp.zeros((1, 16, 16, 3)),
+                     train=False, abstract=True)
+
+
+@pytest.mark.parametrize("kind, size", [("hpo", 64), ("nas", 32)])
+def test_fcn_small_under_spg_repeats_the_base_at_init(kind, size):
+  """Replica logits line up with the base's pixel for pixel, on both heads.
+
+  Heads without dropout and replicas without dropout: the replicas start as the identity
+  (HPO: zero residual branch; NAS: BasicBlocks with a zero last BatchNorm scale on post-ReLU
+  maps), so every step repeats step 0, which is the base's own prediction. The NAS case runs
+  at 32x32 to stay fast; the shapes are the same code path.
+  """
+  base = models.get("fcn_small", num_classes=3, dropout_rate=0.0)
+  spg = spg_model(base, kind, rate=0.0)
+  x = jax.random.normal(jax.random.key(11), (2, size, size, 3))
+
+  @jax.jit
+  def run(x):
+    (steps, aux), variables = spg.init_with_output(RNGS, x, train=True)
+    base_variables = strip_replicas(variables)
+    (logits, base_aux), _ = base.apply(base_variables, x, train=True, mutable=["batch_stats"])
+    eval_steps, eval_aux = spg.apply(variables, x, train=False)
+    eval_logits, _ = base.apply(base_variables, x, train=False)
+    return steps, aux, variables, logits, base_aux, eval_steps, eval_aux, eval_logits
+
+  steps, aux, variables, logits, base_aux, eval_steps, eval_aux, eval_logits = run(x)
+  aux_steps = aux["extra_step_outputs"]["aux"]
+  assert steps.shape == aux_steps.shape == (2, 4, size, size, 3)
+  np.testing.assert_allclose(steps[:, 0], logits, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(aux_steps[:, 0], base_aux["aux_logits"], rtol=1e-6, atol=1e-6)
+  for t in range(1, 4):
+    np.testing.assert_allclose(steps[:, t], steps[:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(aux_steps[:, t], aux_steps[:, 0], rtol=1e-5, atol=1e-5)
+  # The engine's view: one [B, T+1, H, W, C] trajectory per head.
+  attachments = base.spg_attachments(kind)
+  views = step_outputs(steps, aux, attachments, spg_enabled=True)
+  assert {k: v.shape for k, v in views.items()} == {"out": steps.shape, "aux": steps.shape}
+  # Eval mode: the base alone, with a step axis of 1; the replicas are never run.
+  assert eval_steps.shape == (2, 1, size, size, 3)
+  np.testing.assert_allclose(eval_steps[:, 0], eval_logits, rtol=1e-6, atol=1e-6)
+  assert "extra_step_outputs" not in eval_aux
+  views = step_outputs(eval_steps[:, 0], eval_aux, attachments,
+                                     spg_enabled=False)
+  assert views["aux"].shape == eval_steps.shape
+  # Dropping the replicas leaves exactly a base-only init's variables.
+  expected = jax.eval_shape(functools.partial(base.init, RNGS, train=False), x)
+  stripped = strip_replicas(variables)
+  assert jax.tree.structure(stripped) == jax.tree.structure(expected)
+  assert jax.tree.map(np.shape, stripped) == jax.tree.map(lambda a: a.shape, expected)
+  assert set(variables["params"]) == {"base"} | {
+      f"{prefix}{t}" for prefix in ("replicas_", "extra_replicas_aux_") for t in range(3)}
 
 
 # ------------------------------------------------------------------ NAS blocks
@@ -306,6 +457,7 @@ def test_dropout_only_in_train_mode():
 BF16_CASES = {
     "cnn1d_mnist1d": (lambda dtype: build("cnn1d_mnist1d", dtype=dtype), (2, 40, 1)),
     "cnn_digits": (lambda dtype: build("cnn_digits", dtype=dtype), (2, 8, 8, 1)),
+    "fcn_small": (lambda dtype: models.get("fcn_small", dtype=dtype), (2, 16, 16, 3)),
     # A small configuration of the ViT class (attention and LayerNorm in bfloat16).
     "vit": (lambda dtype: models.VisionTransformer(
         hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=16, patch_size=4, image_size=8,
@@ -338,9 +490,9 @@ def test_bfloat16_big_models_compute_in_bfloat16(name):
 
 
 def test_registry_names_and_unknown_name():
-  assert models.names() == ("cnn1d_mnist1d", "cnn_digits", "fcn_resnet50", "mobilenet_v2",
-                            "resnet101", "resnet18", "resnet34", "resnet50", "vit_b16",
-                            "vit_s16", "vit_ti16")
+  assert models.names() == ("cnn1d_mnist1d", "cnn_digits", "fcn_resnet50", "fcn_small",
+                            "mobilenet_v2", "resnet101", "resnet18", "resnet34", "resnet50",
+                            "vit_b16", "vit_s16", "vit_ti16")
   with pytest.raises(ValueError) as error:
     models.get("resnet19")
   message = str(error.value)

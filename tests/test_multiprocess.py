@@ -4,9 +4,9 @@ Two local processes join with `experiments.distributed.initialize` on 127.0.0.1 
 collectives) and build one 8-device 'data' mesh; a single 8-device process does the same
 work. Each worker (tests/multiprocess_worker.py) runs, on MNIST-1D's CNN with SPG-HPO
 (dropout on):
-1. 3 steps of the trainer's jitted train step (`spg_jax.steps`), every process feeding
+1. 3 steps of the trainer's jitted train step (`spg_jax.train.step`), every process feeding
    `shard_batch` its own rows of fixed global batches;
-2. `trainer.train_and_evaluate` for 3 steps (per-process data pipeline, evaluation, orbax
+2. `loop.train_and_evaluate` for 3 steps (per-process data pipeline, evaluation, orbax
    checkpoint and export in a shared workdir).
 Params, losses and the exported variables agree to 1e-5. They are NOT bitwise equal (~1e-8
 apart: gloo's cross-process all-reduce sums gradients in another order than the in-process
@@ -30,7 +30,8 @@ import pytest
 
 import spg_jax
 from experiments import distributed as startup
-from spg_jax import checkpointing, distributed, trainer
+from spg_jax import distributed
+from spg_jax.train import checkpointing, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "multiprocess_worker.py")
@@ -146,7 +147,7 @@ def test_two_processes_of_4_devices_train_like_one_of_8(tmp_path):
     for k in ref[group]:
       np.testing.assert_array_equal(runs[0][group][k], runs[1][group][k], err_msg=k)
   # The export the two processes wrote together reads back like the single process's.
-  exported = [checkpointing.load_exported(str(tmp_path / run / trainer.EXPORT_DIR))
+  exported = [checkpointing.load_exported(str(tmp_path / run / loop.EXPORT_DIR))
               for run in ("single_run", "multi_run")]
   assert jax.tree.leaves(exported[0])
   assert jax.tree.structure(exported[0]) == jax.tree.structure(exported[1])

@@ -8,10 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from spg_jax import checkpointing
 from spg_jax import models
 from spg_jax import protocol
 from spg_jax import report
+from spg_jax.train import checkpointing
 
 PROTOCOL_CONFIGS = ("mnist1d_protocol", "digits_protocol")
 ARMS = ("base", "control", "spg_hpo", "spg_nas")
@@ -62,17 +62,17 @@ def test_tiny_run_writes_results_and_exports(tiny_run):
   assert len(lines) == len(seeds) * len(ARMS)  # one progress line per run
   for arm in ARMS:
     assert [r.seed for r in result.runs[arm]] == seeds
-    assert all(0.0 <= a <= 1.0 for a in result.accuracies[arm])
+    assert all(0.0 <= a <= 1.0 for a in result.scores[arm])
 
   text = open(os.path.join(workdir, "results.md"), encoding="utf-8").read()
   main = _table_rows(text, "| arm |")
   assert set(main) == set(ARMS)
   for arm in ARMS:  # the table's numbers are the run's numbers
-    mean, std, n = report.summarize(result.accuracies[arm])
+    mean, std, n = report.summarize(result.scores[arm])
     assert main[arm][0] == f"{100 * mean:.2f} ± {100 * std:.2f}" and main[arm][1] == str(n)
   per_seed = _table_rows(text, "| seed | base |")
   for i, seed in enumerate(seeds):
-    assert per_seed[str(seed)] == [f"{100 * result.accuracies[a][i]:.2f}" for a in ARMS]
+    assert per_seed[str(seed)] == [f"{100 * result.scores[a][i]:.2f}" for a in ARMS]
   for needle in ("Command: `pytest`", "95% CI", "jax 0.", "Hardware:", "protocol:",
                  "spg_nas:"):
     assert needle in text
@@ -103,7 +103,7 @@ def test_spg_arms_log_survival_and_curves_start_at_the_base(tiny_run):
     base = result.runs["base"][i]
     for arm in ("control", "spg_hpo", "spg_nas"):
       steps_, values = result.runs[arm][i].val_curve
-      assert (steps_[0], values[0]) == (0.0, base.best_val_accuracy)
+      assert (steps_[0], values[0]) == (0.0, base.best_val_score)
       assert steps_[-1] == result.runs[arm][i].num_steps
   assert result.runs["control"][0].survival == []
   for arm in ("spg_hpo", "spg_nas"):
@@ -121,8 +121,8 @@ def test_init_checkpoint_is_the_base_row_for_every_seed(tiny_run, tmp_path):
   config.protocol.init_checkpoint = os.path.join(workdir, "exports", "base", "seed_0")
   config.protocol.arms = ml_collections.ConfigDict({"control": config.protocol.arms.control})
   result = protocol.run_protocol(config, str(tmp_path), log=lambda _: None)
-  expected = first.accuracies["base"][0]
-  assert result.accuracies["base"] == pytest.approx([expected, expected], abs=1e-6)
+  expected = first.scores["base"][0]
+  assert result.scores["base"] == pytest.approx([expected, expected], abs=1e-6)
   assert result.arms == ["base", "control"]
   assert "loaded from the exported checkpoint" in open(result.results_md).read()
 
@@ -158,7 +158,8 @@ def _fake_result(accuracies):
   runs = {arm: [protocol.RunRecord(arm, s, a, 10, a, 20, 1.0, f"exports/{arm}/seed_{s}",
                                    ([0.0, 20.0], [a, a]), []) for s, a in zip(seeds, acc)]
           for arm, acc in accuracies.items()}
-  return protocol.ProtocolResult(seeds, list(accuracies), "control", 0.95,
+  metric = report.Metric("accuracy", percent=True, higher_is_better=True)
+  return protocol.ProtocolResult(seeds, list(accuracies), "control", 0.95, metric,
                                  {k: list(v) for k, v in accuracies.items()}, runs,
                                  "results.md", "results.png", 12.5)
 
@@ -175,8 +176,8 @@ def test_results_markdown_hand_numbers_and_no_significant_difference():
   rows = _table_rows(text, "| arm |")
   assert float(rows["spg_hpo"][2]) == pytest.approx(0.0, abs=1e-9)
   assert rows["spg_hpo"][3:] == ["[-1.96, +1.96]", report.NO_DIFFERENCE]
-  assert rows["spg_nas"][2:] == ["+3.00", "[+1.04, +4.96]", "significantly higher"]
-  assert rows["base"][2:] == ["-10.00", "[-10.00, -10.00]", "significantly lower"]
+  assert rows["spg_nas"][2:] == ["+3.00", "[+1.04, +4.96]", "significantly higher (better)"]
+  assert rows["base"][2:] == ["-10.00", "[-10.00, -10.00]", "significantly lower (worse)"]
   assert rows["control"][:2] == ["92.00 ± 1.58", "5"]  # sd of 90..94 = sqrt(2.5)
   assert "spg_hpo vs control: " in text and "no significant difference." in text
   assert "python -m x" in text and "12.5 s" in text

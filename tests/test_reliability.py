@@ -37,7 +37,9 @@ import pytest
 
 from experiments import main as experiments_main
 from experiments.configs import digits_spg
-from spg_jax import checkpointing, sharding, steps, trainer
+from spg_jax import data, sharding
+from spg_jax.train import checkpointing, health, loop
+from spg_jax.train import engine as engine_lib
 from spg_jax.data import embedded
 
 import reliability_worker
@@ -66,7 +68,7 @@ def _assert_trees_equal(a, b):
 
 
 def _steps_on_disk(workdir) -> list[str]:
-  return sorted(os.listdir(os.path.join(workdir, trainer.CHECKPOINT_DIR)), key=int)
+  return sorted(os.listdir(os.path.join(workdir, loop.CHECKPOINT_DIR)), key=int)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,7 @@ def reference(tmp_path_factory, synthetic_digits):
   """An uninterrupted run: (workdir, TrainResult)."""
   del synthetic_digits  # needed for its patch only, which must come first
   workdir = tmp_path_factory.mktemp("reference")
-  return workdir, trainer.train_and_evaluate(_config(), str(workdir))
+  return workdir, loop.train_and_evaluate(_config(), str(workdir))
 
 
 # ------------------------------------------------------------------------------ preemption
@@ -108,9 +110,9 @@ def test_killed_and_restarted_process_ends_bitwise_equal_to_uninterrupted(tmp_pa
   for signal_at in ("3:KILL", "5:KILL", "8:KILL", "10:TERM"):
     proc = _launch(cut, args, env, signal_at)
     codes.append(proc.returncode)
-    assert proc.returncode in (-signal.SIGKILL, trainer.PREEMPTED_EXIT_CODE), \
+    assert proc.returncode in (-signal.SIGKILL, loop.PREEMPTED_EXIT_CODE), \
         proc.stderr[-3000:]
-  assert codes == [-signal.SIGKILL] * 3 + [trainer.PREEMPTED_EXIT_CODE]
+  assert codes == [-signal.SIGKILL] * 3 + [loop.PREEMPTED_EXIT_CODE]
   assert "stopped: preempted (SIGTERM) at step 11" in proc.stderr
   assert "11" in _steps_on_disk(cut)  # the SIGTERM checkpoint, off the 2-step schedule
   final = _launch(cut, args, env)
@@ -127,21 +129,21 @@ def test_killed_and_restarted_process_ends_bitwise_equal_to_uninterrupted(tmp_pa
 
 def test_sigterm_saves_raises_preempted_and_restores_the_handler(tmp_path, monkeypatch,
                                                                   reference):
-  monkeypatch.setattr(steps, "get_engine", reliability_worker.signal_at_step(
-      steps.get_engine, 1, signal.SIGTERM))
+  monkeypatch.setattr(engine_lib, "get_engine", reliability_worker.signal_at_step(
+      engine_lib.get_engine, 1, signal.SIGTERM))
   def previous(signum, frame):
     raise AssertionError("the trainer's handler should have caught SIGTERM")
   old = signal.signal(signal.SIGTERM, previous)
   try:
     config = _config(checkpoint__every_steps=0)  # no periodic checkpoint is due
-    with pytest.raises(trainer.Preempted, match="at step 2") as info:
-      trainer.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(loop.Preempted, match="at step 2") as info:
+      loop.train_and_evaluate(config, str(tmp_path))
     assert signal.getsignal(signal.SIGTERM) is previous
   finally:
     signal.signal(signal.SIGTERM, old)
   assert info.value.step == 2 and _steps_on_disk(tmp_path) == ["2"]
   monkeypatch.undo()
-  resumed = trainer.train_and_evaluate(config, str(tmp_path))
+  resumed = loop.train_and_evaluate(config, str(tmp_path))
   _assert_trees_equal(resumed.final_variables, reference[1].final_variables)
 
 
@@ -175,7 +177,7 @@ def test_damaged_newest_checkpoint_falls_back_to_newest_readable(damage, tmp_pat
   shutil.copytree(reference[0], workdir)
   damage_fn(workdir / "checkpoints" / "4")
   with caplog.at_level(logging.WARNING, logger=checkpointing.__name__):
-    resumed = trainer.train_and_evaluate(_config(), str(workdir))
+    resumed = loop.train_and_evaluate(_config(), str(workdir))
   warnings = [r.getMessage() for r in caplog.records if r.name == checkpointing.__name__]
   assert len(warnings) == 1
   assert str(workdir / "checkpoints" / damaged_name) in warnings[0] and reason in warnings[0]
@@ -189,7 +191,7 @@ def test_damaged_newest_checkpoint_falls_back_to_newest_readable(damage, tmp_pat
 # ---------------------------------------------------------------------------- divergence
 def test_nonfinite_stops_naming_step_and_term_keeping_last_good_checkpoint(tmp_path):
   with pytest.raises(FloatingPointError) as info:
-    trainer.train_and_evaluate(_config(optimizer__learning_rate=1e30), str(tmp_path))
+    loop.train_and_evaluate(_config(optimizer__learning_rate=1e30), str(tmp_path))
   # Step 1 (lr 1e30) leaves huge but finite params; step 2's gradients overflow.
   message = str(info.value)
   assert re.match(r"step 2: non-finite (loss\S*|grad \S+) \(the first non-finite term",
@@ -211,11 +213,10 @@ def _batch(first_pixel=None, scale=1.0):
 def test_skip_nonfinite_keeps_state_counts_and_never_retraces():
   config = _config(skip_nonfinite=True)
   mesh = sharding.make_mesh(1)
-  engine = steps.get_engine(steps.spec_from_config(config, mesh, 10, (8, 8, 1)))
+  engine = engine_lib.get_engine(engine_lib.spec_from_config(config, mesh, data.dataset_info("digits")))
   state = engine.create_state(engine.init(jax.random.key(0)),
-                              steps.optimizer_hparams(config),
+                              engine_lib.optimizer_hparams(config),
                               np.asarray(engine.spec.rates, np.float32))
-  names = steps.health_names(engine.spec, state.params)
   key = jax.random.key(1)
 
   def step(state, batch):
@@ -226,27 +227,27 @@ def test_skip_nonfinite_keeps_state_counts_and_never_retraces():
   # Finite inputs so large that the backward pass overflows (BatchNorm keeps the loss
   # finite): skipped, nothing changes.
   state, metrics, before = step(state, _batch(scale=3e38))
-  assert names[int(np.argmin(metrics["finite"]))].startswith("grad base/")
-  assert metrics["input_finite"] and metrics["label_in_range"]
+  assert health.first_problem(metrics["health"]).startswith("grad base/")
+  assert metrics["batch_ok"]["input"] and metrics["batch_ok"]["label"]
   _assert_trees_equal((state.params, state.opt_state, state.ctrl), before)
   assert int(state.skipped_steps) == 1 and int(state.step) == 1
   state, metrics, before = step(state, _batch())  # a normal step applies
-  assert np.all(metrics["finite"]) and int(state.skipped_steps) == 1
+  assert health.is_finite(metrics["health"]) and int(state.skipped_steps) == 1
   assert not np.array_equal(state.params["base"]["head"]["kernel"],
                             before[0]["base"]["head"]["kernel"])
   # Bad batches are flagged inside the step; the trainer turns the flags into errors.
   _, nan_metrics, _ = step(state, _batch(first_pixel=np.nan))
-  assert not nan_metrics["input_finite"]
-  window = [(7, {"input_finite": np.bool_(True), "label_in_range": np.bool_(False),
-                 "finite": metrics["finite"], "loss": metrics["loss"]})]
+  assert not nan_metrics["batch_ok"]["input"]
+  window = [(7, {"batch_ok": {"input": np.bool_(True), "label": np.bool_(False)},
+                 "health": metrics["health"], "loss": metrics["loss"]})]
   with pytest.raises(ValueError, match=r"^step 7: batch field 'label' holds values "
                      r"outside \[0, 10\)$"):
-    trainer._check(window, names, True, 10, None)  # pylint: disable=protected-access
+    loop._check(window, engine.task, True, None)  # pylint: disable=protected-access
   assert engine.train_step._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_skip_nonfinite_run_completes_and_logs_skipped_steps(tmp_path):
-  result = trainer.train_and_evaluate(
+  result = loop.train_and_evaluate(
       _config(optimizer__learning_rate=1e30, skip_nonfinite=True), str(tmp_path))
   assert result.num_steps == NUM_STEPS and result.skipped_steps == 3
   assert [r["train/skipped_steps"] for r in result.history

@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from experiments.configs import digits_spg, mnist1d_spg
-from spg_jax import checkpointing, controller, models, optim, sharding, steps, trainer
+from spg_jax import data, models, sharding
+from spg_jax.train import checkpointing, controller, loop, optim
+from spg_jax.train import engine as engine_lib
+from spg_jax.train import state as state_lib
+from spg_jax.train import step as step_lib
 
 
 def _quick(module=mnist1d_spg, num_steps=2, **overrides):
@@ -75,9 +79,9 @@ def test_controller_update_hand_computed():
 
 # ------------------------------------------------------------------------------ steps
 def _engine_and_state(config, mesh):
-  engine = steps.get_engine(steps.spec_from_config(config, mesh, 10, (8, 8, 1)))
+  engine = engine_lib.get_engine(engine_lib.spec_from_config(config, mesh, data.dataset_info("digits")))
   variables = engine.init(jax.random.key(0))
-  state = engine.create_state(variables, steps.optimizer_hparams(config),
+  state = engine.create_state(variables, engine_lib.optimizer_hparams(config),
                               np.asarray(engine.spec.rates, np.float32))
   return engine, state
 
@@ -106,11 +110,11 @@ def test_changing_learning_rate_or_dropout_rates_never_retraces():
   mesh = sharding.make_mesh(1)
   engine, state = _engine_and_state(config, mesh)
   step_fn = jax.jit(chex.assert_max_traces(
-      steps.make_train_step(engine.model, engine.tx, engine.spec), n=1))
+      step_lib.make_train_step(engine.model, engine.attachments, engine.tx, engine.spec), n=1))
   batch, key = sharding.shard_batch(_digits_batch(), mesh), jax.random.key(1)
   outputs = []
   for lr, rate in ((0.05, 0.2), (0.5, 0.2), (0.05, 0.6)):
-    start = steps.with_dropout_rates(state, [rate] * 3).replace(
+    start = state_lib.with_dropout_rates(state, [rate] * 3).replace(
         opt_state=optim.set_hparams(state.opt_state, learning_rate=lr))
     new, metrics = step_fn(start, batch, key)
     np.testing.assert_allclose(metrics["dropout_rates"], rate)
@@ -136,9 +140,9 @@ def test_lr_normalisation_equals_loss_normalisation_with_plain_sgd():
 
 # ------------------------------------------------------------------------- end to end
 def test_two_step_run_on_embedded_data(tmp_path):
-  result = trainer.train_and_evaluate(_quick(), str(tmp_path))
+  result = loop.train_and_evaluate(_quick(), str(tmp_path))
   assert result.num_steps == 2 and result.best_step in (1, 2)
-  assert 0.0 <= result.best_val_accuracy <= 1.0 and 0.0 <= result.test_accuracy <= 1.0
+  assert 0.0 <= result.best_val_score <= 1.0 and 0.0 <= result.test_score <= 1.0
   base = models.get("cnn1d_mnist1d", num_classes=10)
   expected = base.init(jax.random.key(0), jnp.zeros((1, 40, 1)), train=False)
   chex.assert_trees_all_equal_shapes(result.best_variables, dict(expected))
@@ -160,10 +164,10 @@ def test_two_step_run_on_embedded_data(tmp_path):
 def test_resume_is_bitwise_identical(tmp_path):
   config = _quick(digits_spg, num_steps=4, checkpoint__every_steps=2,
                   controller__enabled=True, controller__every_steps=1)
-  full = trainer.train_and_evaluate(config, str(tmp_path / "full"))
-  trainer.train_and_evaluate(config, str(tmp_path / "cut"))
+  full = loop.train_and_evaluate(config, str(tmp_path / "full"))
+  loop.train_and_evaluate(config, str(tmp_path / "cut"))
   shutil.rmtree(tmp_path / "cut" / "checkpoints" / "4")  # as if stopped after step 2
-  resumed = trainer.train_and_evaluate(config, str(tmp_path / "cut"))
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "cut"))
   _assert_trees_equal(resumed.final_variables, full.final_variables)
   _assert_trees_equal(resumed.best_variables, full.best_variables)
   assert resumed.best_step == full.best_step
@@ -171,22 +175,22 @@ def test_resume_is_bitwise_identical(tmp_path):
   rates = [r for r in full.history if "controller/dropout_rates_0" in r]
   assert len(rates) == 4 and rates[0]["controller/dropout_rates_0"] != 0.2
   # three runs with the same static settings: the train step compiled once
-  spec = steps.spec_from_config(config, sharding.make_mesh(1), 10, (8, 8, 1))
-  assert steps.get_engine(spec).train_step._cache_size() == 1  # pylint: disable=protected-access
+  spec = engine_lib.spec_from_config(config, sharding.make_mesh(1), data.dataset_info("digits"))
+  assert engine_lib.get_engine(spec).train_step._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_init_variables_start_the_run(tmp_path):
   base = models.get("cnn1d_mnist1d", num_classes=10)
   given = jax.device_get(base.init(jax.random.key(7), jnp.zeros((1, 40, 1)), train=False))
   config = _quick(num_steps=1, optimizer__learning_rate=0.0)
-  result = trainer.train_and_evaluate(config, str(tmp_path), init_variables=dict(given))
+  result = loop.train_and_evaluate(config, str(tmp_path), init_variables=dict(given))
   _assert_trees_equal(result.final_variables, dict(given))  # lr 0: unchanged
   wrong = {"params": {"head": given["params"]["head"]}}
   with pytest.raises(ValueError, match="init_variables"):
-    trainer.train_and_evaluate(config, str(tmp_path / "wrong"), init_variables=wrong)
+    loop.train_and_evaluate(config, str(tmp_path / "wrong"), init_variables=wrong)
 
 
 def test_nonfinite_loss_raises_with_the_step(tmp_path):
   config = _quick(num_steps=4, optimizer__learning_rate=1e30)
   with pytest.raises(FloatingPointError, match=r"step \d+: non-finite"):
-    trainer.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))

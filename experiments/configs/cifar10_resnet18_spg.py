@@ -5,13 +5,13 @@ The quick variant keeps this config's data pipeline, optimizer, schedule and SPG
 swaps in the tiny `cnn_digits` CNN (it pools globally, so it takes 32x32x3 inputs) and runs a
 few steps: it checks the plumbing on CPU (the tests run it under `tfds.testing.mock_data`).
 """
-from experiments.configs import common
+from spg_jax import config as config_lib
 
 _STEPS_PER_EPOCH = 45_000 // 128  # 90% of the 50k training images; 10% is validation
 
 
 def get_config(arg: str | None = None):
-  config = common.base_config()
+  config = config_lib.base_config()
   config.model.name = "resnet18"
   config.model.kwargs.stem = "cifar"
   config.dataset.name = "cifar10"
@@ -25,7 +25,7 @@ def get_config(arg: str | None = None):
   config.schedule.name = "cosine"
   config.schedule.warmup_steps = _STEPS_PER_EPOCH
   config.checkpoint.every_steps = 5 * _STEPS_PER_EPOCH
-  if common.variant(arg) == "quick":
-    common.quick_tiny_model(config)
+  if config_lib.variant(arg) == "quick":
+    config_lib.quick_tiny_model(config)
     config.schedule.warmup_steps = 1
   return config

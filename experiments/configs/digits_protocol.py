@@ -9,20 +9,15 @@ test image is 0.28 pp: expect coarse accuracies and wide intervals.
 """
 import ml_collections
 
-from experiments.configs import common
+from spg_jax import config as config_lib
 from experiments.configs import mnist1d_protocol
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = mnist1d_protocol.run_config("cnn_digits", "digits", batch_size=64,
                                        eval_batch_size=384)
-  if common.variant(arg) == "quick":
-    config.eval_batch_size = 256
-    config.log_every_steps = 2
-    config.protocol = mnist1d_protocol.protocol_section(
-        seeds=(0, 1), base_steps=4, retrain_steps=4, eval_every=2, base_lr=0.05,
-        retrain_lr=0.01)
-    return config
+  if config_lib.variant(arg) == "quick":
+    return mnist1d_protocol.quick_protocol(config, batch_size=64)
   config.protocol = mnist1d_protocol.protocol_section(
       seeds=(0, 1, 2, 3, 4), base_steps=800, retrain_steps=400, eval_every=100,
       base_lr=0.05, retrain_lr=0.01)

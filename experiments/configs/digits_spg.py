@@ -2,11 +2,11 @@
 
   python -m experiments.main --config=experiments/configs/digits_spg.py[:quick] --workdir=DIR
 """
-from experiments.configs import common
+from spg_jax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  config = common.base_config()
+  config = config_lib.base_config()
   config.model.name = "cnn_digits"
   config.dataset.name = "digits"
   config.batch_size = 64
@@ -14,6 +14,6 @@ def get_config(arg: str | None = None):
   config.eval_every_steps = 250
   config.optimizer.learning_rate = 0.05
   config.schedule.name = "cosine"
-  if common.variant(arg) == "quick":
-    common.quick(config, num_steps=60)
+  if config_lib.variant(arg) == "quick":
+    config_lib.quick(config, num_steps=60)
   return config

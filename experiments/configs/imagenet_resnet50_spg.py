@@ -12,7 +12,7 @@ The quick variant keeps the pipeline, optimizer, schedule and SPG settings but s
 tiny `cnn_digits` CNN (global pooling, takes 224x224x3) for a few CPU steps under
 `tfds.testing.mock_data`.
 """
-from experiments.configs import common
+from spg_jax import config as config_lib
 
 _TRAIN_IMAGES = 1_281_167
 _VALIDATION_FRACTION = 0.01
@@ -21,7 +21,7 @@ _STEPS_PER_EPOCH = int(_TRAIN_IMAGES * (1 - _VALIDATION_FRACTION)) // _BATCH
 
 
 def get_config(arg: str | None = None):
-  config = common.base_config()
+  config = config_lib.base_config()
   config.model.name = "resnet50"
   config.dataset.name = "imagenet2012"
   config.dataset.validation_fraction = _VALIDATION_FRACTION
@@ -41,8 +41,8 @@ def get_config(arg: str | None = None):
   config.spg.normalize = "loss"
   config.checkpoint.every_steps = _STEPS_PER_EPOCH
   config.checkpoint.keep = 3
-  if common.variant(arg) == "quick":
-    common.quick_tiny_model(config)
+  if config_lib.variant(arg) == "quick":
+    config_lib.quick_tiny_model(config)
     config.schedule.decay_every_steps = 2
     config.dataset.validation_fraction = 0.1  # 1% of a tiny (mock) data set is empty
   return config

@@ -12,7 +12,7 @@ no download. Results: workdir/results.md and results.png (spg_jax.protocol).
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.configs import common
+from spg_jax import config as config_lib
 
 
 def protocol_section(seeds: tuple, base_steps: int, retrain_steps: int, eval_every: int,
@@ -49,7 +49,7 @@ def run_config(model: str, dataset: str, batch_size: int, eval_batch_size: int
   """The run settings every protocol config shares (SGD with momentum, cosine schedule,
   no intermediate checkpoints, no per-run progress bar: the protocol prints one line per
   run instead)."""
-  config = common.base_config()
+  config = config_lib.base_config()
   config.model.name = model
   config.dataset.name = dataset
   config.batch_size = batch_size
@@ -63,15 +63,21 @@ def run_config(model: str, dataset: str, batch_size: int, eval_batch_size: int
   return config
 
 
+def quick_protocol(config: ml_collections.ConfigDict, batch_size: int,
+                   eval_batch_size: int = 256) -> ml_collections.ConfigDict:
+  """The "quick" variant of a protocol config: 2 seeds, 4 base and 4 retraining steps."""
+  config.batch_size = batch_size
+  config.eval_batch_size = eval_batch_size
+  config.log_every_steps = 2
+  config.protocol = protocol_section(seeds=(0, 1), base_steps=4, retrain_steps=4,
+                                     eval_every=2, base_lr=0.05, retrain_lr=0.01)
+  return config
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = run_config("cnn1d_mnist1d", "mnist1d", batch_size=128, eval_batch_size=1000)
-  if common.variant(arg) == "quick":
-    config.batch_size = 64
-    config.eval_batch_size = 256
-    config.log_every_steps = 2
-    config.protocol = protocol_section(seeds=(0, 1), base_steps=4, retrain_steps=4,
-                                       eval_every=2, base_lr=0.05, retrain_lr=0.01)
-    return config
+  if config_lib.variant(arg) == "quick":
+    return quick_protocol(config, batch_size=64)
   # Sized for `make demo` in under 5 minutes on 2 CPU cores: a 1000-step base reaches about
   # 92% (the published CNN: 94%); each arm gets 400 steps (10 epochs of the 3600 training
   # signals) at a 10x lower learning rate, validated every 100 steps.

@@ -2,15 +2,20 @@
 
 Public API:
   names()                       known dataset names.
-  dataset_info(name)            DatasetInfo(num_classes, input_shape, ...).
+  dataset_info(name)            DatasetInfo(num_classes, features, task, ignore_label, ...);
+                                `.input_shape` / `.label_shape` for short.
   make_source(name, split, ...) random-access source of preprocessed (eval-style) examples.
   make_iterator(name, split, global_batch_size=..., mesh=..., seed=...)
                                 sharded global batches with get_state()/set_state().
 
-Examples are `{"input": float32 [*input_shape], "label": int32 []}`. Splits are "train",
-"validation" (carved from the training data, for model selection) and "test" (final reports
-only; ImageNet's public "validation" split). Train-time augmentation happens in the
-pipeline (`make_iterator(..., augment=True)`, the default for "train"), never in the source.
+An example is a dict of numpy arrays described by `dataset_info(name).features` (`Feature`:
+shape without batch axis, dtype): for the classification datasets `{"input": float32
+[*input_shape], "label": int32 []}`; for "shapes" (synthetic segmentation) `{"input":
+float32 [64, 64, 3], "label": int32 [64, 64]}` with `ignore_label` 255 on object boundaries.
+Splits are "train", "validation" (carved from the training data, for model selection) and
+"test" (final reports only; ImageNet's public "validation" split). Train-time augmentation
+happens in the pipeline (`make_iterator(..., augment=True)`, the default for "train"),
+never in the source.
 """
 from __future__ import annotations
 
@@ -26,11 +31,11 @@ from spg_jax.data import embedded
 from spg_jax.data import pipeline
 from spg_jax.data import sources
 from spg_jax.data import tfds_sources
-from spg_jax.data.catalog import DatasetInfo, dataset_info, names, SPLITS
+from spg_jax.data.catalog import DatasetInfo, dataset_info, Feature, Features, names, SPLITS
 from spg_jax.data.pipeline import DataIterator, build_dataset
 
-__all__ = ["DataIterator", "DatasetInfo", "SPLITS", "build_dataset", "dataset_info",
-           "make_iterator", "make_parts", "make_source", "names"]
+__all__ = ["DataIterator", "DatasetInfo", "Feature", "Features", "SPLITS", "build_dataset",
+           "dataset_info", "make_iterator", "make_parts", "make_source", "names"]
 
 
 def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
@@ -40,9 +45,8 @@ def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int 
   catalog.check_split(split)
   catalog.check_validation_fraction(validation_fraction)
   if info.kind == "embedded":
-    raw = embedded.make_embedded_source(name, split, split_seed=seed,
-                                        validation_fraction=validation_fraction)
-    parts = sources.Parts(raw, sources.identity, None)
+    parts = embedded.make_embedded_parts(name, split, split_seed=seed,
+                                         validation_fraction=validation_fraction)
   else:
     parts = tfds_sources.make_tfds_parts(name, split, data_dir=data_dir,
                                          validation_fraction=validation_fraction)
@@ -66,7 +70,8 @@ def make_source(name: str, split: str, *, data_dir: str | None = None, seed: int
     validation_fraction: share of the training data held out as "validation".
 
   Returns:
-    `src` with `len(src)` and `src[i]` -> `{"input": float32 [*input_shape], "label": int32 []}`.
+    `src` with `len(src)` and `src[i]` -> one example as `dataset_info(name).features`
+    describes, e.g. `{"input": float32 [*input_shape], "label": int32 []}`.
   """
   parts = make_parts(name, split, data_dir=data_dir, seed=seed,
                      validation_fraction=validation_fraction)
@@ -94,8 +99,8 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
     num_epochs: passes over the data; None repeats forever.
     augment: train-time augmentation (crop/flip for CIFAR and ImageNet; the embedded
       datasets and MNIST have none); default True for "train", False otherwise.
-    drop_remainder: drop the last incomplete batch; if False, pad it and add a bool
-      `"mask"` to every batch (False on padding).
+    drop_remainder: drop the last incomplete batch; if False, pad it (zeros of every
+      feature) and add a bool `"mask"` to every batch (False on padding).
     worker_count: grain multiprocessing workers (0: read with threads in this process).
       Needs absl flags parsed (`absl.app.run`), which grain's workers read.
     read_options: grain's reader threads and read-ahead, counted in examples. Default:
@@ -103,9 +108,10 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
       ~10x slower per batch), grain's (16 threads, 500 examples) for TFDS datasets.
 
   Returns:
-    A `DataIterator`: `next(it)` -> `{"input": jax.Array [B, *input_shape] float32,
-    "label": jax.Array [B] int32}` with NamedSharding(mesh, P('data')); `get_state()` /
-    `set_state(state)` for checkpointing.
+    A `DataIterator`: `next(it)` -> `{name: jax.Array [B, *shape]}` for every
+    `dataset_info(name).features` entry (e.g. `{"input": [B, *input_shape] float32,
+    "label": [B] int32}`; "shapes": `"label"` [B, 64, 64] int32) with
+    NamedSharding(mesh, P('data')); `get_state()` / `set_state(state)` for checkpointing.
   """
   info = dataset_info(name)
   catalog.check_split(split)
@@ -118,7 +124,7 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
   parts = make_parts(name, split, data_dir=data_dir, validation_fraction=validation_fraction)
   process_index, process_count = jax.process_index(), jax.process_count()
   dataset = build_dataset(
-      parts.raw, parts.eval_fn, parts.train_fn, input_shape=info.input_shape,
+      parts.raw, parts.eval_fn, parts.train_fn, features=info.features,
       global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,
       num_epochs=num_epochs, augment=augment, drop_remainder=drop_remainder,
       process_index=process_index, process_count=process_count, worker_count=worker_count,

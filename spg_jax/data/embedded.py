@@ -1,4 +1,5 @@
-"""Datasets that ship with pip packages (no download): sklearn's 8x8 digits and MNIST-1D.
+"""Datasets that need no download: sklearn's 8x8 digits and MNIST-1D (shipped with pip
+packages) and "shapes" (synthetic segmentation, drawn by `spg_jax.data.shapes`).
 
 Splits are fixed by `split_seed` (default 0), independent of the training seed, so runs
 with different training seeds select models on the same validation set.
@@ -11,7 +12,10 @@ import random
 import numpy as np
 
 from spg_jax.data import catalog
+from spg_jax.data import shapes
 from spg_jax.data import sources
+
+EMBEDDED = ("digits", "mnist1d", "shapes")
 
 # Share of the 1797 digits held out as the test split; validation is then carved from the
 # rest. sklearn's digits come without an official split.
@@ -74,8 +78,9 @@ def _train_validation(pool: np.ndarray, split: str, split_seed: int,
 
 def split_indices(name: str, split: str, *, split_seed: int = 0,
                   validation_fraction: float = 0.1) -> np.ndarray:
-  """Indices of `split` into the arrays of `name` ("digits": all 1797; "mnist1d": the 4000
-  training signals for train/validation, the 1000 test signals for test)."""
+  """Indices of `split` into the arrays of `name` ("digits": all 1797; "mnist1d" and
+  "shapes": the training pool (4000 signals / 2000 images) for train/validation, the
+  separate test set (1000 / 500) for test)."""
   if name == "digits":
     n = len(digits_arrays()[1])
     perm = np.random.default_rng(split_seed).permutation(n)
@@ -88,18 +93,42 @@ def split_indices(name: str, split: str, *, split_seed: int = 0,
       return np.arange(len(mnist1d_arrays()["y_test"]))
     return _train_validation(np.arange(len(mnist1d_arrays()["y"])), split, split_seed,
                              validation_fraction)
+  if name == "shapes":  # the sizes are constants: splitting needs no generated data
+    if split == "test":
+      return np.arange(shapes.NUM_TEST)
+    return _train_validation(np.arange(shapes.NUM_TRAIN_POOL), split, split_seed,
+                             validation_fraction)
   raise ValueError(f"dataset={name!r}: not an embedded dataset; embedded are "
-                   f"['digits', 'mnist1d']")
+                   f"{list(EMBEDDED)}")
 
 
 def make_embedded_source(name: str, split: str, *, split_seed: int = 0,
                          validation_fraction: float = 0.1) -> sources.ArraySource:
-  """The `split` of embedded dataset `name` as an in-memory source (no augmentation exists)."""
+  """The raw `split` of embedded dataset `name` as an in-memory source.
+
+  "digits" and "mnist1d" examples are already preprocessed (`{"input", "label"}`);
+  "shapes" examples are compact `{"image": uint8, "label": uint8}`, which
+  `shapes.to_example` converts (see `make_embedded_parts`).
+  """
   idx = split_indices(name, split, split_seed=split_seed,
                       validation_fraction=validation_fraction)
   if name == "digits":
     images, labels = digits_arrays()
     return sources.ArraySource(images[idx], labels[idx])
+  if name == "shapes":
+    d = shapes.shapes_arrays()
+    x, y = (d["x_test"], d["y_test"]) if split == "test" else (d["x"], d["y"])
+    return sources.ArraySource({"image": x[idx], "label": y[idx]})
   d = mnist1d_arrays()
   x, y = (d["x_test"], d["y_test"]) if split == "test" else (d["x"], d["y"])
   return sources.ArraySource(x[idx], y[idx])
+
+
+def make_embedded_parts(name: str, split: str, *, split_seed: int = 0,
+                        validation_fraction: float = 0.1) -> sources.Parts:
+  """The raw `split` of `name` with its eval transform (no embedded dataset has
+  augmentation: `train_fn` is None)."""
+  raw = make_embedded_source(name, split, split_seed=split_seed,
+                             validation_fraction=validation_fraction)
+  eval_fn = shapes.to_example if name == "shapes" else sources.identity
+  return sources.Parts(raw, eval_fn, None)

@@ -5,7 +5,8 @@ one integer (the next batch index) and a restored iterator continues exactly whe
 one was. Layout, for a split of `n` examples:
 
   source -> seed(seed) -> shuffle (if shuffle) -> augment or eval transform
-    -> [pad each epoch to a multiple of the global batch, with "mask" (drop_remainder=False)]
+    -> [pad each epoch to a multiple of the global batch, with "mask" (drop_remainder=False);
+        padding examples are zeros of every feature's shape and dtype]
     -> repeat(num_epochs) -> this process's rows of every global batch -> batch(local)
 
 Every transform sees the example's global position (epoch * epoch_len + i), so each epoch is
@@ -15,13 +16,14 @@ batch, which is what `jax.make_array_from_process_local_data` expects.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import grain
 import numpy as np
 from jax.sharding import Mesh
 
 from spg_jax import sharding
+from spg_jax.data import catalog
 
 _MAX_SEED = 2**32  # grain seeds are uint32
 
@@ -36,6 +38,11 @@ class _AddMask:
     return {**self.fn(*args), "mask": np.True_}
 
 
+def padding_example(features: Mapping[str, catalog.Feature]) -> dict[str, np.ndarray]:
+  """Zeros of every feature's shape and dtype, plus `mask=False`: what pads a last batch."""
+  return {**{name: f.zeros() for name, f in features.items()}, "mask": np.False_}
+
+
 class _PadEpochs:
   """`map_with_index` body: each epoch of `n` examples padded to `padded_len` positions.
 
@@ -44,10 +51,9 @@ class _PadEpochs:
   """
 
   def __init__(self, ds: grain.MapDataset, n: int, padded_len: int,
-               input_shape: Sequence[int]):
+               features: Mapping[str, catalog.Feature]):
     self.ds, self.n, self.padded_len = ds, n, padded_len
-    self.pad = {"input": np.zeros(input_shape, np.float32), "label": np.int32(0),
-                "mask": np.False_}
+    self.pad = padding_example(features)
 
   def __call__(self, index: int, _: Any) -> dict[str, np.ndarray]:
     epoch, j = divmod(index, self.padded_len)
@@ -87,12 +93,39 @@ def check_pipeline_args(*, seed: int, num_epochs: int | None, worker_count: int)
                        f"or use worker_count=0")
 
 
+def resolve_features(features: Mapping[str, catalog.Feature] | None,
+                     input_shape: Sequence[int] | None) -> catalog.Features:
+  """The example specs from `features`, or from the older `input_shape=` (a classifier's
+  float32 input and int32 scalar label); one-line ValueError unless exactly one is given."""
+  if (features is None) == (input_shape is None):
+    raise ValueError(f"features={features!r}, input_shape={input_shape!r}: give exactly one "
+                     f"(features: name -> Feature; input_shape: a classifier's input shape)")
+  if features is None:
+    return catalog.classification_features(tuple(input_shape))
+  return catalog.Features(features)
+
+
+def check_example(example: Mapping[str, Any], features: Mapping[str, catalog.Feature]
+                  ) -> None:
+  """One-line ValueError unless `example` has exactly `features`' names, shapes and dtypes
+  (padding examples must match real ones, or batching fails deep inside grain)."""
+  if set(example) != set(features):
+    raise ValueError(f"features: names {sorted(features)} do not match the example's "
+                     f"{sorted(example)}")
+  for name, f in features.items():
+    a = np.asarray(example[name])
+    if a.shape != f.shape or a.dtype != np.dtype(f.dtype):
+      raise ValueError(f"features[{name!r}]: {f.dtype} {f.shape}, but the example's "
+                       f"{name!r} is {a.dtype} {a.shape}")
+
+
 def build_dataset(
     raw: Sequence[Any],
     eval_fn: Callable[[Any], dict[str, np.ndarray]],
     train_fn: Callable[[Any, np.random.Generator], dict[str, np.ndarray]] | None,
     *,
-    input_shape: Sequence[int],
+    features: Mapping[str, catalog.Feature] | None = None,
+    input_shape: Sequence[int] | None = None,
     global_batch_size: int,
     seed: int,
     shuffle: bool = True,
@@ -108,10 +141,15 @@ def build_dataset(
 
   Args:
     raw: random-access source of raw examples (`len`, `__getitem__`).
-    eval_fn: deterministic `raw example -> {"input", "label"}`.
-    train_fn: `(raw example, rng) -> {"input", "label"}`, used when `augment` (if None,
-      `eval_fn` is used: the dataset has no augmentation).
-    input_shape: per-example input shape (for padding examples).
+    eval_fn: deterministic `raw example -> example` (`{"input", "label", ...}` as
+      `features` describes).
+    train_fn: `(raw example, rng) -> example`, used when `augment` (if None, `eval_fn` is
+      used: the dataset has no augmentation).
+    features: `name -> Feature` of one example (`DatasetInfo.features`): padding
+      examples are zeros of these shapes and dtypes. With drop_remainder=False, the first
+      raw example's `eval_fn` output is checked against it.
+    input_shape: instead of `features`, for a classifier only (float32 input of this
+      shape, int32 scalar label); kept for older callers. Give exactly one of the two.
     global_batch_size: examples per global batch, over all processes.
     seed: fixes the order (shuffle) and the augmentation.
     shuffle: reshuffle every epoch; otherwise source order.
@@ -125,9 +163,14 @@ def build_dataset(
     read_options: grain's per-example reader threads and read-ahead (default: grain's).
 
   Returns:
-    An IterDataset of `{"input": [local_B, *input_shape] float32, "label": [local_B] int32
-    (, "mask": [local_B] bool)}` with `local_B = global_batch_size // process_count`.
+    An IterDataset of `{name: [local_B, *features[name].shape] (, "mask": [local_B]
+    bool)}`, e.g. `{"input": [local_B, *input_shape] float32, "label": [local_B] int32}`,
+    with `local_B = global_batch_size // process_count`.
   """
+  features = resolve_features(features, input_shape)
+  if "mask" in features:
+    raise ValueError(f"features: has 'mask', which the pipeline adds itself (names: "
+                     f"{list(features)})")
   if global_batch_size % process_count:
     raise ValueError(f"batch_size={global_batch_size}: must be a multiple of the process "
                      f"count ({process_count})")
@@ -145,9 +188,10 @@ def build_dataset(
   if drop_remainder:
     ds = ds_map(fn)
   else:
+    check_example(eval_fn(raw[0]), features)
     padded_len = -(-n // global_batch_size) * global_batch_size
     ds = grain.MapDataset.range(padded_len).map_with_index(
-        _PadEpochs(ds_map(_AddMask(fn)), n, padded_len, input_shape))
+        _PadEpochs(ds_map(_AddMask(fn)), n, padded_len, features))
   ds = ds.repeat(num_epochs)
   # len(ds) is sys.maxsize when repeating forever; the floor division keeps that "infinite".
   num_batches = len(ds) // global_batch_size
@@ -167,8 +211,9 @@ def build_dataset(
 class DataIterator:
   """Global batches as sharded `jax.Array`s, with a checkpointable position.
 
-  `next(it)` -> `{"input": [B, *input_shape] float32, "label": [B] int32}` (plus `"mask"`
-  [B] bool when built with drop_remainder=False), each with NamedSharding(mesh, P('data')).
+  `next(it)` -> `{name: [B, *features[name].shape]}` for the dataset's features, e.g.
+  `{"input": [B, *input_shape] float32, "label": [B] int32}` (plus `"mask"` [B] bool when
+  built with drop_remainder=False), each with NamedSharding(mesh, P('data')).
   `get_state()` returns a JSON-serialisable dict; `set_state(state)` on an iterator built
   with the same arguments continues exactly where the saved one was.
   """

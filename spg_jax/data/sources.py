@@ -5,7 +5,8 @@ so that a pipeline stays picklable for grain's multiprocessing workers.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import types
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,28 +22,64 @@ def _check_index(index: int, length: int) -> int:
 
 
 class ArraySource:
-  """In-memory examples: `inputs[i]` and `labels[i]` as `{"input", "label"}`.
+  """In-memory examples: `source[i]` = `{name: arrays[name][i]}` for every array.
+
+  `ArraySource({"input": x, "label": y, ...})` holds any dict of arrays of equal length;
+  `ArraySource(inputs, labels)` is the two-array form, `{"input": inputs, "label": labels}`.
 
   Args:
-    inputs: `[N, *input_shape]` float32.
-    labels: `[N]` int32.
+    arrays: `name -> [N, ...]` numpy arrays (any dtypes), or the inputs `[N, ...]` when
+      `labels` is given.
+    labels: `[N, ...]` labels of the two-array form.
   """
 
-  def __init__(self, inputs: np.ndarray, labels: np.ndarray):
-    if len(inputs) != len(labels):
-      raise ValueError(f"inputs ({len(inputs)}) and labels ({len(labels)}) differ in length")
-    self.inputs = inputs
-    self.labels = labels
+  def __init__(self, arrays: Mapping[str, np.ndarray] | np.ndarray,
+               labels: np.ndarray | None = None):
+    if labels is not None:
+      if len(arrays) != len(labels):
+        raise ValueError(f"inputs ({len(arrays)}) and labels ({len(labels)}) differ in length")
+      arrays = {"input": arrays, "label": labels}
+    if not isinstance(arrays, Mapping) or not arrays:
+      raise ValueError(f"arrays={type(arrays).__name__}: must be a non-empty dict of arrays "
+                       f"(or pass inputs and labels)")
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+      raise ValueError(f"arrays: lengths differ ({lengths}); must all be equal")
+    # A plain dict (not a MappingProxyType): sources must pickle for grain's workers.
+    self._arrays = dict(arrays)
+    self._len = next(iter(lengths.values()))
+
+  @property
+  def arrays(self) -> Mapping[str, np.ndarray]:
+    """Read-only view of `name -> [N, ...]` arrays."""
+    return types.MappingProxyType(self._arrays)
+
+  def _array(self, name: str) -> np.ndarray:
+    if name not in self._arrays:
+      raise AttributeError(f"this ArraySource has no {name!r} array (it has "
+                           f"{list(self._arrays)})")
+    return self._arrays[name]
+
+  @property
+  def inputs(self) -> np.ndarray:
+    """The `"input"` array, `[N, ...]`."""
+    return self._array("input")
+
+  @property
+  def labels(self) -> np.ndarray:
+    """The `"label"` array, `[N, ...]`."""
+    return self._array("label")
 
   def __len__(self) -> int:
-    return len(self.labels)
+    return self._len
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     i = _check_index(index, len(self))
-    return {"input": self.inputs[i], "label": self.labels[i]}
+    return {name: a[i] for name, a in self._arrays.items()}
 
   def __repr__(self) -> str:
-    return f"ArraySource(n={len(self)}, input_shape={self.inputs.shape[1:]})"
+    specs = ", ".join(f"{name}={a.shape[1:]} {a.dtype}" for name, a in self._arrays.items())
+    return f"ArraySource(n={len(self)}, {specs})"
 
 
 class RangeView:
@@ -84,8 +121,8 @@ class Parts:
 
   Attributes:
     raw: random-access source of raw examples.
-    eval_fn: `raw example -> {"input", "label"}`, deterministic.
-    train_fn: `(raw example, np.random.Generator) -> {"input", "label"}` (augmentation),
+    eval_fn: `raw example -> example` (`{"input", "label", ...}`), deterministic.
+    train_fn: `(raw example, np.random.Generator) -> example` (augmentation),
       or `None` when the dataset has no augmentation (then training uses `eval_fn`).
   """
 

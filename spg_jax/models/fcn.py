@@ -6,13 +6,17 @@ Heads: `head` = FCNHead on the 2048-channel layer4 map, `aux_head` = FCNHead on 
 centres = torch's align_corners=False) to the input size. With 21 classes and the auxiliary
 head the parameter count equals torchvision's, 35,322,218.
 
-SPG: each head has its own attachment (see `spg_jax.models.spg_attachments`): the head's
-input map is aux["features"] (layer4) resp. aux["layer3"]. The heads' SPG copies
-(`spg_head`, `spg_aux_head`) run in train mode and upsample x8, so replica logits line up
-with the base logits [B, H, W, C] when H and W are multiples of 8 (the per-pixel loss then
-treats every non-ignored pixel as its own episode). One `SPGModel` serves one head.
+SPG (`FCNHeadsMixin.spg_attachments`, shared with `FCNSmall`): each head has its own
+attachment, "out" on the head's input map aux["features"] (layer4) and, with the auxiliary
+head, "aux" on aux["layer3"] with loss weight 0.5 (torchvision's recipe: loss = out + 0.5 *
+aux). The heads' SPG copies (`spg_head`, `spg_aux_head`) run in train mode and upsample by
+the output stride, so replica logits line up with the base logits [B, H, W, C] when H and W
+are multiples of it (the per-pixel loss then treats every non-ignored pixel as its own
+episode). HPO replicas act per pixel on the channel axis; NAS blocks are dilated Bottlenecks
+of the stage they extend.
 """
-from typing import Any, Optional
+import functools
+from typing import Any, Callable, ClassVar, Dict, Optional
 
 import flax.linen as nn
 import jax
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 
 from spg_jax.models import layers
 from spg_jax.models.resnet import STAGE_SIZES, Bottleneck, ResNetBackbone
+from spg_jax.spg_model import MAIN_HEAD, Attachment
 
 Dtype = Any
 
@@ -68,7 +73,44 @@ def upsample_to(logits: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
   return jax.image.resize(logits, shape, method="bilinear")
 
 
-class FCN(nn.Module):
+class FCNHeadsMixin:
+  """SPG attach points of a segmenter with FCN's two per-pixel heads.
+
+  Subclasses (Flax modules with `num_classes`, `aux_loss` and `dtype` fields) define
+  `_head(**kwargs)` and `_aux_head(**kwargs)` (their `FCNHead`s, built in `__call__` with
+  `name="head"` / `name="aux_head"`), `spg_nas_blocks()`, and the class constants below.
+  """
+  output_stride: ClassVar[int] = OUTPUT_STRIDE
+  # The aux entry holding the auxiliary head's input (the stage before the last).
+  aux_feature_key: ClassVar[str] = "layer3"
+
+  def spg_head(self) -> nn.Module:
+    """Unbound copy of `head` for SPG replicas: train mode, logits upsampled by the stride."""
+    return self._head(upsample_factor=self.output_stride, train=True, parent=None)
+
+  def spg_aux_head(self) -> nn.Module:
+    """Unbound copy of `aux_head` for SPG replicas: train mode, upsampled by the stride."""
+    return self._aux_head(upsample_factor=self.output_stride, train=True, parent=None)
+
+  def spg_attachments(self, kind: str) -> Dict[str, Attachment]:
+    """`{"out": ..., "aux": ...}` ("aux" only with `aux_loss`) for replicas of `kind`.
+
+    Both heads read their own input maps directly (no `pre_head`): HPO replicas act on the
+    channel axis of every pixel, NAS blocks (`spg_nas_blocks()`) extend the map in place.
+    """
+    nas = layers.check_kind(kind) == "nas"
+    out_block, aux_block = self.spg_nas_blocks() if nas else (None, None)
+    attachments = {MAIN_HEAD: Attachment(head=self.spg_head(), head_path=("head",),
+                                         feature_key="features", block=out_block)}
+    if self.aux_loss:
+      attachments["aux"] = Attachment(head=self.spg_aux_head(), head_path=("aux_head",),
+                                      feature_key=self.aux_feature_key,
+                                      output_key="aux_logits", block=aux_block,
+                                      loss_weight=0.5)
+    return attachments
+
+
+class FCN(FCNHeadsMixin, nn.Module):
   """FCN-ResNet50. `__call__(x [B, H, W, 3], train) -> (logits [B, H, W, num_classes], aux)`.
 
   aux: "features" = layer4 map [B, H/8, W/8, 2048] (the input of `head`, also "pre_logits"),
@@ -97,10 +139,10 @@ class FCN(nn.Module):
   def _aux_head(self, **kwargs) -> FCNHead:
     return FCNHead(self.num_classes, 1024 // 4, dtype=self.dtype, **kwargs)
 
-  def spg_head(self) -> nn.Module:
-    """Unbound copy of `head` for SPG replicas: train mode, logits upsampled x8."""
-    return self._head(upsample_factor=OUTPUT_STRIDE, train=True, parent=None)
-
-  def spg_aux_head(self) -> nn.Module:
-    """Unbound copy of `aux_head` for SPG replicas: train mode, logits upsampled x8."""
-    return self._aux_head(upsample_factor=OUTPUT_STRIDE, train=True, parent=None)
+  def spg_nas_blocks(self) -> tuple[Callable[[], nn.Module], Callable[[], nn.Module]]:
+    """NAS block factories for "out" and "aux": Bottlenecks as the stages they extend
+    (layer4: 512 planes at dilation 4, layer3: 256 planes at dilation 2), identity at init."""
+    def block(planes: int, dilation: int) -> Callable[[], nn.Module]:
+      return functools.partial(Bottleneck, planes, dilation=dilation, zero_init_last=True,
+                               dtype=self.dtype)
+    return block(512, 4), block(256, 2)

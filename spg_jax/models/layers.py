@@ -1,14 +1,27 @@
-"""Building blocks shared by the vision models: torch-compatible conv + BatchNorm, pooling.
+"""Building blocks shared by the vision models: torch-compatible conv + BatchNorm, pooling,
+and the classifier head with its SPG attach points (`ClassifierHeadMixin`).
 
 Everything here works for any number of spatial axes: inputs are channels-last, `[B, *S, C]`
 with `S` = (H, W) for images or (L,) for 1-D signals.
 """
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from spg_jax.spg_model import MAIN_HEAD, Attachment
+
 Dtype = Any
+
+# The kinds of SPG replicas a model can give attachments for.
+KINDS = ("hpo", "nas")
+
+
+def check_kind(kind: Any) -> str:
+  """`kind` if it is one of `KINDS`, else a one-line ValueError."""
+  if kind not in KINDS:
+    raise ValueError(f"kind={kind!r}: must be one of {KINDS}")
+  return kind
 
 # torchvision initialises convolutions with kaiming_normal_(mode="fan_out", nonlinearity="relu").
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -89,6 +102,10 @@ class ClassifierHeadMixin:
   Subclasses (Flax modules with `num_classes` and `dtype` fields) build the head in their own
   `__call__` with `self.make_head(name="head")`, so it sits at `params["head"]`; the SPG wrapper
   gets an unbound twin from `spg_head()` and applies it with those same parameters.
+
+  For NAS, subclasses also define `spg_pre_head()` (the parameter-free map from
+  `aux["features"]` to the head's input) and `spg_nas_block()` (a factory of one block,
+  identity at init); `spg_attachments(kind)` assembles the attachment from these hooks.
   """
   # How the head's weight starts (torch.nn.Linear's default unless a model says otherwise);
   # a staticmethod so that reading it from an instance does not bind `self`.
@@ -101,3 +118,19 @@ class ClassifierHeadMixin:
   def spg_head(self) -> nn.Module:
     """A new unbound copy of the head definition (its parameters live at params["head"])."""
     return self.make_head(parent=None)
+
+  def spg_attachments(self, kind: str) -> Dict[str, Attachment]:
+    """`{"out": Attachment}` for SPG replicas of `kind` ("hpo" or "nas").
+
+    HPO replicas act on the head's own input (`aux["pre_logits"]`, a vector per sample);
+    NAS replicas extend the last feature map (`aux["features"]`) with the model's own block
+    kind, so the head needs `spg_pre_head()` (e.g. global average pooling) in front.
+    """
+    if check_kind(kind) == "hpo":
+      attachment = Attachment(head=self.spg_head(), head_path=("head",),
+                              feature_key="pre_logits")
+    else:
+      attachment = Attachment(head=self.spg_head(), head_path=("head",),
+                              feature_key="features", pre_head=self.spg_pre_head(),
+                              block=self.spg_nas_block())
+    return {MAIN_HEAD: attachment}

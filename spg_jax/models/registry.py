@@ -5,7 +5,7 @@ from typing import Callable, Tuple
 
 import flax.linen as nn
 
-from spg_jax.models import fcn, mobilenet, resnet, small, vit
+from spg_jax.models import fcn, fcn_small, mobilenet, resnet, small, vit
 
 # Read-only: building a model never changes this table.
 _BUILDERS: types.MappingProxyType = types.MappingProxyType({
@@ -20,6 +20,7 @@ _BUILDERS: types.MappingProxyType = types.MappingProxyType({
     "cnn1d_mnist1d": small.CNN1D,
     "cnn_digits": small.DigitsCNN,
     "fcn_resnet50": fcn.FCN,
+    "fcn_small": fcn_small.FCNSmall,
 })
 
 

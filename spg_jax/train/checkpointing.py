@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
-from spg_jax.steps import path_name
+from spg_jax.train.health import path_name
 
 # Marks orbax's in-progress save folders: `<step>.orbax-checkpoint-tmp-<timestamp>`.
 TMP_MARKER = ".orbax-checkpoint-tmp"

@@ -56,11 +56,14 @@ class MetricsWriter:
     progress_bar: show the tqdm bar.
     history: the records logged before `initial_step` (from the checkpoint resumed from);
       `metrics.jsonl` is rewritten to hold exactly these before new ones are appended.
+    shown: the scalars the progress bar displays (e.g. the task's selection metric).
   """
 
   def __init__(self, workdir: str, num_steps: int, initial_step: int = 0, *,
-               enabled: bool = True, progress_bar: bool = True, history: tuple = ()):
+               enabled: bool = True, progress_bar: bool = True, history: tuple = (),
+               shown: tuple[str, ...] = ("train/loss", "train/accuracy", "eval/accuracy")):
     self.history: list[dict[str, float]] = [dict(r) for r in history]
+    self._shown = tuple(shown)
     self._tb = self._jsonl = self._bar = None
     if not enabled:
       return
@@ -86,7 +89,7 @@ class MetricsWriter:
       self._jsonl.flush()
     if self._bar is not None:
       shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in scalars.items()
-               if k in ("train/loss", "train/accuracy", "eval/accuracy")}
+               if k in self._shown}
       if shown:
         self._bar.set_postfix(shown, refresh=False)
 

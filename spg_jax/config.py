@@ -1,0 +1,349 @@
+"""The config schema of a run, its defaults and its validation: one place.
+
+`base_config()` gives every field with its default; experiment configs start from it and
+change what they need. `validate_config(config)` raises a one-line `ValueError` for the
+first bad field, naming the field, the value and what is allowed, before anything is built
+or compiled. Fields (all read by `spg_jax.train.train_and_evaluate`):
+
+  seed: int, fixes the initialisation, the data order and every dropout mask.
+  model.name: a `spg_jax.models.names()` entry; model.kwargs: its constructor arguments
+    (`num_classes` is taken from the dataset unless given).
+  task.name: a `spg_jax.tasks.names()` entry, or None for the dataset's own task; task.<field>:
+    that task's fields (`spg_jax.tasks.fields(name)`, e.g. `top_k`, `metric`, `threshold`);
+    the classes (and segmentation's ignore label) come from the dataset.
+  dataset.name: a `spg_jax.data.names()` entry; dataset.data_dir: TFDS data directory
+    (None: $TFDS_DATA_DIR or ~/tensorflow_datasets); dataset.validation_fraction: share of
+    the training data held out for model selection, in (0, 1).
+  batch_size / eval_batch_size: global batch sizes (multiples of the device count).
+  num_steps: training steps; log_every_steps: train-metric logging interval;
+    eval_every_steps: validation interval (validation also runs at the last step); the
+    checkpoint best on the task's selection metric is kept.
+  optimizer.name: "sgd" (momentum, the reference default) or "adamw"; learning_rate (peak),
+    momentum (SGD), weight_decay, nesterov (SGD).
+  schedule.name: "constant", "step" (x decay_factor every decay_every_steps steps) or
+    "cosine"; warmup_steps: linear warm-up (0: none).
+  spg.enabled: train with SPG replicas (False: the base model alone, plain cross-entropy).
+    kind: "hpo" (adaptive dropout) or "nas" (extra depth); num_replicas: T; rate: one
+    dropout rate or T of them (HPO); lambdas: T replica weights; depth: layers/blocks per
+    replica; use_relu: ReLU after each replica Linear (reference); form: "masked"
+    (reference HPO) or "reinforce" (return-weighted, reference NAS); normalize: "none",
+    "loss" (scale the loss by stop_gradient(exp(L_base - L_total)), the reference for
+    vision) or "lr" (write the same factor into the optimizer's injected `lr_scale`);
+    label_smoothing: for every step's cross-entropy.
+  controller.enabled: move the replicas' dropout rates online (spg_jax.controller);
+    every_steps; target_survival: wanted fraction of episodes that survive each replica;
+    step_size; min_rate / max_rate: bounds of the rates.
+  checkpoint.every_steps: save interval (0: only at the end); keep: checkpoints kept.
+  eval_test: evaluate the test split once, with the best-on-validation params, at the end.
+  num_devices: devices on the 'data' mesh axis (0: all visible).
+  multihost: join a multi-process JAX cluster first (experiments/main.py calls
+    `experiments.distributed.initialize` with the `distributed` fields).
+  distributed.coordinator_address ("host:port" of process 0), num_processes, process_id:
+    all three, or none (None: JAX detects the cluster on TPU pods, Slurm, Open MPI);
+    distributed.local_device_count: CPU devices per process (None: JAX's default).
+  skip_nonfinite: False (default): a non-finite loss, gradient or update stops the run
+    with an error naming the step and the first non-finite term, keeping the last
+    checkpoint. True: such steps are skipped inside the compiled step (params and
+    optimizer state unchanged) and counted in the logged `train/skipped_steps`.
+  progress_bar: tqdm console progress bar (steps/s, ETA).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+from ml_collections import config_dict
+
+from spg_jax import data
+from spg_jax import losses
+from spg_jax import models
+from spg_jax import tasks
+from spg_jax import validation
+from spg_jax.train import optim
+from spg_jax.train.step import NORMALIZE_MODES
+
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults: the MNIST-1D CNN with SPG-HPO (T=3, reference lambdas and rate)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "cnn1d_mnist1d"
+  config.model.kwargs = ml_collections.ConfigDict()
+
+  # Not type-safe: a task's fields differ in type from task to task.
+  config.task = ml_collections.ConfigDict(type_safe=False)
+  config.task.name = None
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = "mnist1d"
+  config.dataset.data_dir = config_dict.placeholder(str)
+  config.dataset.validation_fraction = 0.1
+
+  config.batch_size = 128
+  config.eval_batch_size = 512
+  config.num_steps = 2000
+  config.log_every_steps = 100
+  config.eval_every_steps = 500
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.05
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.nesterov = False
+
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = "constant"
+  config.schedule.decay_every_steps = 0
+  config.schedule.decay_factor = 0.5
+  config.schedule.warmup_steps = 0
+
+  # Not type-safe so that `rate` may be one shared float or a per-replica tuple.
+  config.spg = ml_collections.ConfigDict(type_safe=False)
+  config.spg.enabled = True
+  config.spg.kind = "hpo"
+  config.spg.num_replicas = 3
+  config.spg.rate = 0.2
+  config.spg.lambdas = (0.4, 0.2, 0.1)
+  config.spg.depth = 1
+  config.spg.use_relu = True
+  config.spg.form = "masked"
+  config.spg.normalize = "loss"
+  config.spg.label_smoothing = 0.0
+
+  config.controller = ml_collections.ConfigDict()
+  config.controller.enabled = False
+  config.controller.every_steps = 100
+  config.controller.target_survival = 0.9
+  config.controller.step_size = 0.05
+  config.controller.min_rate = 0.0
+  config.controller.max_rate = 0.5
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 0
+  config.checkpoint.keep = 2
+
+  config.eval_test = True
+  config.num_devices = 0
+  config.multihost = False
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.coordinator_address = config_dict.placeholder(str)
+  config.distributed.num_processes = config_dict.placeholder(int)
+  config.distributed.process_id = config_dict.placeholder(int)
+  config.distributed.local_device_count = config_dict.placeholder(int)
+  config.skip_nonfinite = False
+  config.progress_bar = True
+  return config
+
+
+def quick(config: ml_collections.ConfigDict, *, num_steps: int = 100,
+          batch_size: int = 64) -> ml_collections.ConfigDict:
+  """Shrinks a config for a CPU run of seconds (the "quick" variant of every config)."""
+  config.num_steps = num_steps
+  config.batch_size = batch_size
+  config.eval_batch_size = 256
+  config.log_every_steps = max(num_steps // 4, 1)
+  config.eval_every_steps = max(num_steps // 2, 1)
+  config.checkpoint.every_steps = 0
+  return config
+
+
+def quick_tiny_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Quick variant of a large-model config: the same data pipeline, optimizer, schedule and
+  SPG settings with the tiny `cnn_digits` CNN (global pooling, any image size), 4 steps of
+  batch 8: a CPU check of the plumbing (tests run it under `tfds.testing.mock_data`)."""
+  config.model.name = "cnn_digits"
+  config.model.kwargs = ml_collections.ConfigDict()
+  quick(config, num_steps=4, batch_size=8)
+  config.eval_batch_size = 8
+  return config
+
+
+def variant(arg: str | None) -> str:
+  """Validates the `--config=path:ARG` variant name ("" / None: full, or "quick")."""
+  arg = arg or ""
+  if arg not in ("", "quick"):
+    raise ValueError(f"config variant {arg!r}: must be '' (full) or 'quick'")
+  return arg
+
+
+# ---------------------------------------------------------------------------- validation
+KINDS = ("hpo", "nas")
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+  raise ValueError(f"config.{field}={value!r}: {allowed}")
+
+
+def _choice(config: Any, field: str, allowed: Sequence[Any]) -> None:
+  value = _get(config, field)
+  if value not in allowed:
+    _fail(field, value, f"must be one of {list(allowed)}")
+
+
+def _get(config: Any, field: str) -> Any:
+  value = config
+  for part in field.split("."):
+    try:
+      value = value[part]
+    except (KeyError, AttributeError, TypeError):
+      raise ValueError(f"config.{field}: missing (see spg_jax.config.base_config)") \
+          from None
+  return value
+
+
+def _int(config: Any, field: str, minimum: int) -> int:
+  value = _get(config, field)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    _fail(field, value, f"must be an integer >= {minimum}")
+  return value
+
+
+def _number(config: Any, field: str, low: float, high: float, *, low_open: bool = False,
+            high_open: bool = False) -> float:
+  value = _get(config, field)
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if ok:
+    ok = (value > low if low_open else value >= low) and \
+        (value < high if high_open else value <= high)
+  if not ok:
+    _fail(field, value, f"must be a number in {'(' if low_open else '['}{low}, {high}"
+          f"{')' if high_open else ']'}")
+  return value
+
+
+def _bool(config: Any, field: str) -> None:
+  value = _get(config, field)
+  if not isinstance(value, bool):
+    _fail(field, value, "must be True or False")
+
+
+def _optional_int(config: Any, field: str, minimum: int) -> int | None:
+  return None if _get(config, field) is None else _int(config, field, minimum)
+
+
+def validate_distributed(config: Any) -> None:
+  """Checks `multihost` and `distributed.*` without touching JAX's devices, so that it can
+  run before `experiments.distributed.initialize` (which must come before any device use)."""
+  _bool(config, "multihost")
+  address = _get(config, "distributed.coordinator_address")
+  num_processes = _optional_int(config, "distributed.num_processes", 1)
+  process_id = _optional_int(config, "distributed.process_id", 0)
+  _optional_int(config, "distributed.local_device_count", 1)
+  explicit = (address, num_processes, process_id)
+  if any(v is None for v in explicit) and any(v is not None for v in explicit):
+    _fail("distributed", explicit, "give coordinator_address, num_processes and "
+          "process_id together, or none of them (auto-detection on TPU/Slurm/MPI)")
+  if address is not None and (not isinstance(address, str) or ":" not in address):
+    _fail("distributed.coordinator_address", address, "must be 'host:port'")
+  if process_id is not None and process_id >= num_processes:
+    _fail("distributed.process_id", process_id, f"must be < num_processes "
+          f"({num_processes})")
+  set_fields = [f for f in ("coordinator_address", "num_processes", "process_id",
+                            "local_device_count") if _get(config, f"distributed.{f}") is not None]
+  if set_fields and not config.multihost:
+    _fail(f"distributed.{set_fields[0]}", _get(config, f"distributed.{set_fields[0]}"),
+          "only read with multihost=True")
+
+
+def validate_task(config: Any, info: Any) -> None:
+  """Checks `config.task` against the task registry, the task's own fields and the dataset
+  `info` (its task and features)."""
+  declared = _get(config, "task.name")
+  if declared is not None:
+    _choice(config, "task.name", tasks.names())
+    if declared != info.task:
+      _fail("task.name", declared, f"dataset {info.name!r} is a {info.task!r} dataset; use "
+            f"task.name={info.task!r} (or None: the dataset's own task)")
+  kwargs = _get(config, "model.kwargs")
+  num_classes = kwargs.get("num_classes", info.num_classes)
+  task = tasks.build(config.task, num_classes, info.ignore_label, default_name=info.task)
+  task.check_features(info.features, info.name)
+
+
+def validate_config(config: Any, *, custom_model: bool = False, custom_dataset: Any = None
+                    ) -> None:
+  """Raises a one-line ValueError naming the first invalid field; returns None if valid.
+
+  Args:
+    custom_model: the run gets its own model (`config.model.name` is then only a label).
+    custom_dataset: the run's own dataset (a `spg_jax.data.ArrayDataset`), used instead of
+      `config.dataset.name`.
+  """
+  validate_distributed(config)
+  _int(config, "seed", 0)
+  if _get(config, "seed") >= 2**32:
+    _fail("seed", config.seed, "must be < 2**32")
+  if not custom_model:
+    _choice(config, "model.name", models.names())
+  if custom_dataset is None:
+    _choice(config, "dataset.name", data.names())
+  validate_task(config, data.dataset_info(config.dataset.name if custom_dataset is None
+                                          else custom_dataset))
+  _number(config, "dataset.validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
+  for field in ("batch_size", "eval_batch_size", "num_steps", "log_every_steps",
+                "eval_every_steps"):
+    _int(config, field, 1)
+  num_devices = _int(config, "num_devices", 0)
+  if num_devices > jax.device_count():
+    _fail("num_devices", num_devices, f"must be <= the {jax.device_count()} visible devices "
+          f"(0: all)")
+  devices = num_devices or jax.device_count()
+  for field in ("batch_size", "eval_batch_size"):
+    if _get(config, field) % devices:
+      _fail(field, _get(config, field), f"must be a multiple of the number of devices "
+            f"({devices})")
+
+  _choice(config, "optimizer.name", optim.OPTIMIZERS)
+  _number(config, "optimizer.learning_rate", 0.0, float("inf"), high_open=True)
+  _number(config, "optimizer.momentum", 0.0, 1.0, high_open=True)
+  _number(config, "optimizer.weight_decay", 0.0, float("inf"), high_open=True)
+  _bool(config, "optimizer.nesterov")
+
+  _choice(config, "schedule.name", optim.SCHEDULES)
+  if config.schedule.name == "step":
+    _int(config, "schedule.decay_every_steps", 1)
+  _number(config, "schedule.decay_factor", 0.0, 1.0, low_open=True)
+  _int(config, "schedule.warmup_steps", 0)
+  if config.schedule.warmup_steps >= config.num_steps and config.schedule.warmup_steps:
+    _fail("schedule.warmup_steps", config.schedule.warmup_steps,
+          f"must be < num_steps ({config.num_steps})")
+
+  _bool(config, "spg.enabled")
+  _choice(config, "spg.kind", KINDS)
+  num_replicas = _int(config, "spg.num_replicas", 1)
+  for name in ("rate", "lambdas"):
+    try:
+      if name == "rate":
+        validation.validate_rates(_get(config, "spg.rate"), num_replicas)
+      else:
+        validation.validate_lambdas(_get(config, "spg.lambdas"), num_replicas)
+    except ValueError as e:
+      raise ValueError(f"config.spg.{e}") from None
+  _int(config, "spg.depth", 1)
+  _bool(config, "spg.use_relu")
+  _choice(config, "spg.form", losses.LOSS_FORMS)
+  _choice(config, "spg.normalize", NORMALIZE_MODES)
+  if config.spg.normalize == "lr" and config.optimizer.name != "sgd":
+    _fail("spg.normalize", "lr", "needs optimizer.name='sgd' (the learning-rate form equals "
+          "loss scaling only for SGD); use 'loss'")
+  _number(config, "spg.label_smoothing", 0.0, 1.0, high_open=True)
+
+  _bool(config, "controller.enabled")
+  _int(config, "controller.every_steps", 1)
+  _number(config, "controller.target_survival", 0.0, 1.0)
+  _number(config, "controller.step_size", 0.0, float("inf"), high_open=True)
+  lo = _number(config, "controller.min_rate", 0.0, 1.0, high_open=True)
+  _number(config, "controller.max_rate", lo, 1.0, high_open=True)
+  if config.controller.enabled and (not config.spg.enabled or config.spg.kind != "hpo"):
+    _fail("controller.enabled", True, "needs spg.enabled=True and spg.kind='hpo' (it "
+          "moves the HPO replicas' dropout rates)")
+
+  _int(config, "checkpoint.every_steps", 0)
+  _int(config, "checkpoint.keep", 1)
+  for field in ("eval_test", "skip_nonfinite", "progress_bar"):
+    _bool(config, field)

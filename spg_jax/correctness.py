@@ -1,0 +1,124 @@
+"""Per-task correctness of every trajectory step: what keeps an SPG episode alive.
+
+Pure JAX; step axis at `step_axis` (0 per sample, 1 batched), as in `spg_jax.trajectory`.
+Classification: top-1; extractive QA: start and end both top-1; segmentation: per pixel (each
+pixel its own episode, the ignore label excluded); seq2seq: per token; CTC speech
+recognition: at least `threshold` of the target tokens match after greedy decoding.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _labels_at_steps(labels: Array, step_axis: int) -> Array:
+  return jnp.expand_dims(labels, step_axis)
+
+
+def _hard_labels(labels: Array, num_classes: int) -> Array:
+  """Integer labels from integer or soft/label-smoothed `[..., C]` targets (argmax)."""
+  labels = jnp.asarray(labels)
+  if jnp.issubdtype(labels.dtype, jnp.floating) and labels.ndim >= 1 \
+      and labels.shape[-1] == num_classes:
+    return jnp.argmax(labels, axis=-1)
+  return labels.astype(jnp.int32)
+
+
+def classification_correct(step_logits: Array, labels: Array, step_axis: int = 0) -> Array:
+  """Top-1 correctness per step.
+
+  Args:
+    step_logits: `[T+1, *E, C]` (step axis at `step_axis`).
+    labels: int `[*E]`, or soft targets `[*E, C]` (argmax is the label).
+  Returns:
+    bool `[T+1, *E]`.
+  """
+  hard = _hard_labels(labels, step_logits.shape[-1])
+  return jnp.argmax(step_logits, axis=-1) == _labels_at_steps(hard, step_axis)
+
+
+def qa_correct(start_logits: Array, end_logits: Array, start_positions: Array,
+               end_positions: Array, step_axis: int = 0) -> Array:
+  """Extractive QA: correct when both the start and the end top-1 positions are right.
+
+  Args:
+    start_logits, end_logits: `[T+1, L]` (step axis at `step_axis`), L = sequence length.
+    start_positions, end_positions: int `[]` per sample.
+  Returns:
+    bool `[T+1]`.
+  """
+  return (classification_correct(start_logits, start_positions, step_axis)
+          & classification_correct(end_logits, end_positions, step_axis))
+
+
+def segmentation_correct(step_logits: Array, labels: Array, ignore_label: int = 255,
+                         step_axis: int = 0) -> tuple[Array, Array]:
+  """Per-pixel correctness; every pixel is its own episode.
+
+  Args:
+    step_logits: `[T+1, H, W, C]` (step axis at `step_axis`).
+    labels: int `[H, W]`; pixels equal to `ignore_label` are not episodes.
+  Returns:
+    (correct bool `[T+1, H, W]`, valid float32 `[H, W]`).
+  """
+  valid = (labels != ignore_label)
+  safe = jnp.where(valid, labels, 0)
+  return classification_correct(step_logits, safe, step_axis), valid.astype(jnp.float32)
+
+
+def token_correct(step_logits: Array, targets: Array, step_axis: int = 0) -> Array:
+  """Seq2seq: per-token correctness, every token its own episode.
+
+  Args: step_logits `[T+1, L, C]`; targets int `[L]`. Returns bool `[T+1, L]`.
+  """
+  return classification_correct(step_logits, targets, step_axis)
+
+
+def greedy_ctc_decode(logits: Array, logit_paddings: Array, blank_id: int = 0
+                      ) -> tuple[Array, Array]:
+  """Greedy CTC decoding with static shapes (argmax, collapse repeats, drop blanks).
+
+  Args:
+    logits: `[L, C]` frame logits; logit_paddings: `[L]`, 1.0 on padded frames.
+  Returns:
+    (tokens int32 `[L]` left-aligned, padded with -1; length int32 `[]`).
+  """
+  best = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  previous = jnp.concatenate([jnp.full((1,), -1, jnp.int32), best[:-1]])
+  keep = (best != blank_id) & (best != previous) & (logit_paddings < 0.5)
+  position = jnp.cumsum(keep) - 1
+  length = logits.shape[0]
+  index = jnp.where(keep, position, length)  # out-of-range index: dropped by the scatter
+  tokens = jnp.full((length,), -1, jnp.int32).at[index].set(best, mode="drop")
+  return tokens, jnp.sum(keep).astype(jnp.int32)
+
+
+def ctc_correct(step_logits: Array, logit_paddings: Array, labels: Array,
+                label_paddings: Array, threshold: float = 0.5, blank_id: int = 0,
+                step_axis: int = 0) -> Array:
+  """CTC speech recognition: a step is correct when at least `threshold` of the target
+  tokens match the greedy decoding position by position.
+
+  Args:
+    step_logits: `[T+1, L, C]` (step axis at `step_axis`); logit_paddings `[L]`;
+    labels: int `[S]`; label_paddings: `[S]`, 1.0 on padding.
+  Returns:
+    bool `[T+1]`.
+  """
+  logits = jnp.moveaxis(step_logits, step_axis, 0)
+  extra_batch = logits.ndim - 3  # > 0 when called batched (step_axis=1)
+  decode = greedy_ctc_decode
+  for _ in range(extra_batch):
+    decode = jax.vmap(decode, in_axes=(0, 0, None))
+  decode = jax.vmap(decode, in_axes=(0, None, None))  # over steps
+  tokens, _ = decode(logits, logit_paddings, blank_id)  # [T+1, (B,) L]
+  num_labels = labels.shape[-1]
+  width = max(num_labels, tokens.shape[-1])
+  tokens = jnp.pad(tokens, [(0, 0)] * (tokens.ndim - 1) + [(0, width - tokens.shape[-1])],
+                   constant_values=-1)[..., :num_labels]
+  real = (label_paddings < 0.5).astype(jnp.float32)
+  matches = jnp.sum((tokens == labels) * real, axis=-1)
+  fraction = matches / jnp.maximum(jnp.sum(real, axis=-1), 1.0)
+  return jnp.moveaxis(fraction >= threshold, 0, step_axis)
