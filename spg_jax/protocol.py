@@ -1,7 +1,7 @@
 """The retraining protocol the paper evaluates, done with a control arm, a validation split
 and seeds: `run_protocol(config, workdir) -> ProtocolResult`.
 
-Per seed k (SPG_METHOD.md section 6, and how this project does better):
+Per seed k (the paper's protocol, and how this project does better):
   1. base: train the base model from scratch with SPG disabled (`protocol.base` overrides),
      or load the exported checkpoint `protocol.init_checkpoint` (the same for every seed);
      the "base" row is that checkpoint as it was.

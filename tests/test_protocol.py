@@ -13,7 +13,7 @@ from spg_jax import protocol
 from spg_jax import report
 from spg_jax.train import checkpointing
 
-PROTOCOL_CONFIGS = ("mnist1d_protocol", "digits_protocol")
+PROTOCOL_CONFIGS = ("mnist1d_protocol", "digits_protocol", "shapes_protocol")
 ARMS = ("base", "control", "spg_hpo", "spg_nas")
 
 
@@ -53,6 +53,20 @@ def test_protocol_configs_validate(name):
     assert (arms["spg_hpo"].spg.kind, arms["spg_nas"].spg.kind) == ("hpo", "nas")
     assert not protocol.base_stage_config(config, 0).spg.enabled
   assert len(_config(name, None).protocol.seeds) >= 5  # enough for the interval to mean something
+
+
+def test_segmentation_protocol_scores_every_arm_on_miou(tmp_path):
+  result = protocol.run_protocol(_config("shapes_protocol"), str(tmp_path), log=lambda _: None,
+                                 command="pytest")
+  assert result.metric.name == "mIoU" and result.arms == list(ARMS)
+  for arm in ARMS:
+    assert all(0.0 <= s <= 1.0 for s in result.scores[arm])
+  text = open(tmp_path / "results.md", encoding="utf-8").read()
+  assert "| arm | test mIoU % (mean ± std) |" in text and "Test mIoU (higher is better)" in text
+  assert "task: `segmentation`, scored by its selection metric `mIoU`" in text
+  main = _table_rows(text, "| arm |")
+  mean, std, _ = report.summarize(result.scores["spg_hpo"])
+  assert main["spg_hpo"][0] == f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
 def test_tiny_run_writes_results_and_exports(tiny_run):

@@ -16,7 +16,7 @@
 
 The digits data is replaced by reliability_worker's seeded synthetic digits throughout
 (the same arrays in this process and in the workers), and every in-process run shares one
-static config with tests/test_trainer.py, so the compiled steps are reused.
+static config with tests/test_train_loop.py, so the compiled steps are reused.
 """
 import dataclasses
 import hashlib
@@ -43,7 +43,7 @@ from spg_jax.train import engine as engine_lib
 from spg_jax.data import embedded
 
 import reliability_worker
-from test_trainer import _quick as quick_config  # the same static settings: shared compiles
+from test_train_loop import _quick as quick_config  # the same static settings: shared compiles
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "reliability_worker.py"
@@ -58,7 +58,7 @@ def _synthetic_digits():
 
 
 def _config(**overrides):
-  """Digits, 4 steps, a checkpoint every step (all kept), test_trainer's static settings."""
+  """Digits, 4 steps, a checkpoint every step (all kept), test_train_loop's static settings."""
   return quick_config(digits_spg, num_steps=NUM_STEPS, **{
       "checkpoint__every_steps": 1, "checkpoint__keep": 10, **overrides})
 
@@ -213,7 +213,8 @@ def _batch(first_pixel=None, scale=1.0):
 def test_skip_nonfinite_keeps_state_counts_and_never_retraces():
   config = _config(skip_nonfinite=True)
   mesh = sharding.make_mesh(1)
-  engine = engine_lib.get_engine(engine_lib.spec_from_config(config, mesh, data.dataset_info("digits")))
+  spec = engine_lib.spec_from_config(config, mesh, data.dataset_info("digits"))
+  engine = engine_lib.get_engine(spec)
   state = engine.create_state(engine.init(jax.random.key(0)),
                               engine_lib.optimizer_hparams(config),
                               np.asarray(engine.spec.rates, np.float32))

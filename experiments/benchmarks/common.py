@@ -1,7 +1,7 @@
 """Shared plumbing of the benchmark scripts: environment lines, interleaved timing, tables,
 and the RESULTS.md sections each script owns.
 
-Timing method (DESIGN.md): one process; the variants A, B, ... are compiled first (compile
+Timing method: one process; the variants A, B, ... are compiled first (compile
 time measured and reported separately), then run in rounds, each round timing every variant
 once in a rotated order (so slow drifts of a shared machine hit all variants alike);
 `jax.block_until_ready` ends every timed call. We report medians over rounds and the ratio
@@ -10,7 +10,6 @@ rounds).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import platform
@@ -224,17 +223,28 @@ def variant_config(model: str, num_replicas: int, kind: str = "hpo",
 
 
 def build_engine(model: str, config: Any, mesh: Any) -> Any:
-  """`spg_jax.steps.build_engine` of `config` (uncached: every variant gets its own)."""
-  from spg_jax import steps  # pylint: disable=import-outside-toplevel
+  """`spg_jax.train.engine.build_engine` of `config` (uncached: every variant gets its own).
+
+  The config's dataset supplies the example features and classes; they must be the ones
+  `MODELS` lists, which the benchmark batches are drawn from.
+  """
+  # pylint: disable=import-outside-toplevel
+  from spg_jax import data
+  from spg_jax.train import engine as engine_lib
   _, input_shape, num_classes = MODELS[model]
-  return steps.build_engine(steps.spec_from_config(config, mesh, num_classes, input_shape))
+  info = data.dataset_info(config.dataset.name)
+  if (tuple(info.input_shape), info.num_classes) != (input_shape, num_classes):
+    raise ValueError(f"config.dataset.name={config.dataset.name!r}: inputs "
+                     f"{tuple(info.input_shape)} and {info.num_classes} classes, but MODELS"
+                     f"[{model!r}] says {input_shape} and {num_classes}")
+  return engine_lib.build_engine(engine_lib.spec_from_config(config, mesh, info))
 
 
 def initial_state(engine: Any, config: Any, seed: int = 0) -> Any:
   """A fresh `TrainState` of the engine (replicated on its mesh)."""
-  from spg_jax import steps  # pylint: disable=import-outside-toplevel
+  from spg_jax.train import engine as engine_lib  # pylint: disable=import-outside-toplevel
   variables = engine.init(jax.random.key(seed))
-  return engine.create_state(variables, steps.optimizer_hparams(config),
+  return engine.create_state(variables, engine_lib.optimizer_hparams(config),
                              np.asarray(engine.spec.rates, np.float32))
 
 
@@ -255,28 +265,3 @@ def param_count(tree: Any) -> int:
 def tree_bytes(tree: Any) -> int:
   return int(sum(np.prod(np.shape(x)) * np.dtype(x.dtype).itemsize
                  for x in jax.tree.leaves(tree)))
-
-
-# ------------------------------------------------------------------------- workarounds
-@contextlib.contextmanager
-def checkpoints_without_empty_arrays():
-  """Within the block, the trainer's checkpoints leave out zero-size arrays.
-
-  Why: a run without SPG has `ctrl.rates` of shape [0], which orbax refuses to save
-  ("Cannot save arrays with zero size"), so `train_and_evaluate` of a plain run fails at
-  its final checkpoint. The benchmarks always train in fresh directories and never resume,
-  so dropping those leaves (to None) loses nothing here. Remove once the library saves such
-  states itself.
-  """
-  from spg_jax import checkpointing  # pylint: disable=import-outside-toplevel
-  original = checkpointing.Checkpointer.save
-
-  def save(self, step, state, best, data):
-    drop = lambda x: None if np.size(x) == 0 else x  # noqa: E731
-    return original(self, step, jax.tree.map(drop, state), jax.tree.map(drop, best), data)
-
-  checkpointing.Checkpointer.save = save
-  try:
-    yield
-  finally:
-    checkpointing.Checkpointer.save = original

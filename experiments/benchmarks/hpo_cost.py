@@ -15,13 +15,13 @@ Where the dropout sits: on the head's input, exactly where SPG-HPO's replicas dr
 The registry's `cnn1d_mnist1d` has no dropout (the published model has none); if it has no
 `dropout_rate` field, the searched model is `HeadDropout(base)`: the base applied as is and
 its own head applied again to the dropped-out head input (same parameters, so the same
-checkpoint); the trainer builds it through a scoped replacement of
-`spg_jax.steps.build_base_model`. Writes section `hpo_cost` of experiments/RESULTS.md.
+checkpoint), passed to the trainer as its own model (`train_and_evaluate(..., model=)`).
+Writes section `hpo_cost` of experiments/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import tempfile
 import time
@@ -33,11 +33,11 @@ import numpy as np
 import spg_jax
 from experiments.benchmarks import common
 from experiments.configs import mnist1d_protocol
+from spg_jax import data
 from spg_jax import models
 from spg_jax import protocol
 from spg_jax import report
-from spg_jax import steps
-from spg_jax import trainer
+from spg_jax.train import loop
 
 SECTION = "hpo_cost"
 MODEL = "cnn1d_mnist1d"
@@ -62,8 +62,9 @@ def parse_args(argv):
 class HeadDropout(nn.Module):
   """`base` with dropout on its head input: logits = head(Dropout(aux["pre_logits"]; rate)).
 
-  Parameters live under "base" (the base's own tree); the head is applied with the base's
-  head parameters, as SPG's replicas do (`spg_jax.apply_shared_head`).
+  `__call__(x, *, train) -> (logits [B, C], aux)`, `aux` being the base's own. Parameters
+  live under "base" (the base's own tree); the head is applied with the base's head
+  parameters, as SPG's replicas do (`spg_jax.apply_shared_head`).
   """
   base: nn.Module
   rate: float
@@ -73,34 +74,29 @@ class HeadDropout(nn.Module):
     logits, aux = self.base(x, train=train)
     if not train or self.rate == 0.0:
       return logits, aux
-    h = nn.Dropout(self.rate, deterministic=False)(aux["pre_logits"])
     attach = models.spg_attachment(self.base, "hpo")
-    variables = spg_jax.head_variables(self.base.variables, attach["head_path"])
-    return spg_jax.apply_shared_head(attach["head"], variables, h), aux
+    h = nn.Dropout(self.rate, deterministic=False)(aux[attach.feature_key])
+    variables = spg_jax.head_variables(self.base.variables, attach.head_path)
+    return spg_jax.apply_shared_head(attach.head, variables, h), aux
+
+  def spg_attachments(self, kind: str) -> dict:
+    """The base's attachments seen from the wrapper: its head's variables sit one level
+    down, under "base"; the `aux` entries (feature keys) pass through unchanged."""
+    return {name: dataclasses.replace(a, head_path=("base",) + tuple(a.head_path))
+            for name, a in models.spg_attachments(self.base, kind).items()}
 
 
 def model_has_dropout() -> bool:
   return RATE_KWARG in getattr(type(models.get(MODEL)), "__dataclass_fields__", {})
 
 
-@contextlib.contextmanager
-def head_dropout_models():
-  """Within the block, specs whose model kwargs carry `dropout_rate` build `HeadDropout`."""
-  original = steps.build_base_model
-
-  def build(spec):
-    kwargs = dict(spec.model_kwargs)
-    if RATE_KWARG not in kwargs:
-      return original(spec)
-    rate = float(kwargs.pop(RATE_KWARG))
-    return HeadDropout(models.get(spec.model_name, num_classes=spec.num_classes, **kwargs),
-                       rate)
-
-  steps.build_base_model = build
-  try:
-    yield
-  finally:
-    steps.build_base_model = original
+def head_dropout_model(config, rate: float) -> HeadDropout:
+  """`HeadDropout` around the registry model of `config.model` (classes: the dataset's,
+  unless `config.model.kwargs` gives them, as the trainer does for registry models)."""
+  kwargs = dict(config.model.kwargs)
+  num_classes = kwargs.pop("num_classes", data.dataset_info(config.dataset.name).num_classes)
+  return HeadDropout(models.get(config.model.name, num_classes=num_classes, **kwargs),
+                     float(rate))
 
 
 def quantize(rates, resolution: float) -> np.ndarray:
@@ -113,11 +109,15 @@ def quantize(rates, resolution: float) -> np.ndarray:
 def search_run(config, seed: int, rate: float, base_variables: dict, workdir: str) -> dict:
   """One retraining run of the control arm with dropout `rate` on the head input."""
   stage = protocol.arm_stage_configs(config, seed)[config.protocol.reference]
-  stage.model.kwargs[RATE_KWARG] = float(rate)
-  init = base_variables if model_has_dropout() else {
-      k: {"base": v} for k, v in base_variables.items()}
-  result = trainer.train_and_evaluate(stage, workdir, init_variables=init)
-  return {"rate": float(rate), "val": result.best_val_accuracy, "test": result.test_accuracy,
+  if model_has_dropout():
+    stage.model.kwargs[RATE_KWARG] = float(rate)
+    result = loop.train_and_evaluate(stage, workdir, init_variables=base_variables)
+  else:
+    # The wrapper holds the base's params under "base"; empty collections stay out.
+    init = {k: {"base": v} for k, v in base_variables.items() if k == "params" or v}
+    result = loop.train_and_evaluate(stage, workdir, init_variables=init,
+                                     model=head_dropout_model(stage, rate))
+  return {"rate": float(rate), "val": result.best_val_score, "test": result.test_score,
           "steps": result.num_steps, "wall": result.wall_time_s}
 
 
@@ -131,17 +131,16 @@ def select(runs: list[dict]) -> dict:
 def run_seed(config, seed: int, args, workdir: str, grid: list[float]) -> dict:
   """Every method's outcome for one seed (a shared base)."""
   base_stage = protocol.base_stage_config(config, seed)
-  base = trainer.train_and_evaluate(base_stage, os.path.join(workdir, "base"))
-  out = {"base": {"test": base.test_accuracy, "steps": base.num_steps,
+  base = loop.train_and_evaluate(base_stage, os.path.join(workdir, "base"))
+  out = {"base": {"test": base.test_score, "steps": base.num_steps,
                   "wall": base.wall_time_s, "runs": 1, "rate": None}}
   methods = [m for m in args.methods.split(",") if m]
   n = len(grid)
   run_dir = lambda name, i: os.path.join(workdir, name, str(i))  # noqa: E731
   if "spg" in methods:
     stage = protocol.arm_stage_configs(config, seed)["spg_hpo"]
-    r = trainer.train_and_evaluate(stage, run_dir("spg", 0),
-                                   init_variables=base.best_variables)
-    out["spg"] = {"test": r.test_accuracy, "steps": r.num_steps, "wall": r.wall_time_s,
+    r = loop.train_and_evaluate(stage, run_dir("spg", 0), init_variables=base.best_variables)
+    out["spg"] = {"test": r.test_score, "steps": r.num_steps, "wall": r.wall_time_s,
                   "runs": 1, "rate": None}
   if "grid" in methods:
     out["grid"] = select([search_run(config, seed, rate, base.best_variables,
@@ -222,12 +221,11 @@ def main(argv=None) -> str:
         f"{'available' if has_optuna else 'not installed'}", flush=True)
   start = time.time()
   per_seed = []
-  with head_dropout_models(), common.checkpoints_without_empty_arrays():
-    for seed in seeds:
-      per_seed.append(run_seed(config, seed, args, os.path.join(workdir, f"seed_{seed}"),
-                               grid))
-      print(f"seed {seed}: " + ", ".join(f"{m} {100 * r['test']:.2f}%"
-                                         for m, r in per_seed[-1].items()), flush=True)
+  for seed in seeds:
+    per_seed.append(run_seed(config, seed, args, os.path.join(workdir, f"seed_{seed}"),
+                             grid))
+    print(f"seed {seed}: " + ", ".join(f"{m} {100 * r['test']:.2f}%"
+                                       for m, r in per_seed[-1].items()), flush=True)
   where = ("the model's own `dropout_rate`" if model_has_dropout() else
            "`HeadDropout` (this script; the registry model has no dropout knob)")
   optuna_line = ("Optuna TPE: available (optuna "

@@ -80,11 +80,12 @@ def section_for(name: str, config, result) -> str:
            f"{100 * result.confidence:g}% t interval.",
            "",
            result.table(),
-           report.summary_sentence(result.accuracies, result.reference, result.confidence),
+           report.summary_sentence(result.scores, result.reference, result.confidence,
+                                   result.metric),
            ""]
   if name in PUBLISHED:
     label, acc = PUBLISHED[name]
-    mean, std, _ = report.summarize(result.accuracies[protocol.BASE_ARM])
+    mean, std, _ = report.summarize(result.scores[protocol.BASE_ARM])
     lines.append(f"Reference: {label}, published test accuracy {100 * acc:.0f}%; our base "
                  f"model: {100 * mean:.2f} ± {100 * std:.2f}%.")
     lines.append("")
@@ -101,9 +102,8 @@ def main(argv=None) -> str:
   for name in [d for d in args.datasets.split(",") if d]:
     config = dataset_config(name, args)
     start = time.time()
-    with common.checkpoints_without_empty_arrays():
-      result = protocol.run_protocol(config, os.path.join(workdir, name),
-                                     log=lambda line: print(line, flush=True))
+    result = protocol.run_protocol(config, os.path.join(workdir, name),
+                                   log=lambda line: print(line, flush=True))
     print(f"{name}: {time.time() - start:.0f} s", flush=True)
     parts.append(section_for(name, config, result))
   return common.publish(SECTION, [

@@ -49,7 +49,7 @@ def make_functions(engine, lambdas):
   """(single_fwd, multi_fwd, single_grad, multi_grad) for the SPG `engine`'s model."""
   model, base = engine.model, engine.base_model
   attach = models.spg_attachment(base, "hpo")
-  head, head_path = attach["head"], attach["head_path"]
+  head, head_path = attach.head, attach.head_path
   cumulative = spg_jax.cumulative_dropout_rates(engine.spec.rates)
 
   def single(variables, x, key):
@@ -64,7 +64,7 @@ def make_functions(engine, lambdas):
                                     rngs={"dropout": jax.random.fold_in(key, 1000 + t)},
                                     mutable=["batch_stats"])
       if t:
-        h = aux[attach["feature_key"]]
+        h = aux[attach.feature_key]
         keep = jax.random.bernoulli(jax.random.fold_in(key, t), 1.0 - cumulative[t - 1],
                                     h.shape)
         h = jnp.where(keep, h / (1.0 - cumulative[t - 1]), 0.0)

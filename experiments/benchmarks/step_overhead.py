@@ -4,11 +4,12 @@ plain train step, on the same batch, in one process, interleaved.
   python -m experiments.benchmarks.step_overhead            # CPU: ResNet-18 CIFAR, MNIST-1D CNN
   python -m experiments.benchmarks.step_overhead --models=cnn1d_mnist1d --repeats=9
 
-On a GPU/TPU ResNet-50 at 224x224 is added. The steps are `spg_jax.steps.build_engine(...)`
-built from the experiment configs (`experiments/configs/*`), i.e. exactly what
-`train_and_evaluate` runs (SGD, loss normalisation, controller bookkeeping included). The
-profile columns explain the overhead: XLA's FLOP count of each compiled step (from
-`cost_analysis()`), and the forward pass alone timed the same way.
+On a GPU/TPU ResNet-50 at 224x224 is added. The steps are
+`spg_jax.train.engine.build_engine(...)` built from the experiment configs
+(`experiments/configs/*`), i.e. exactly what `train_and_evaluate` runs (SGD, loss
+normalisation, controller bookkeeping included). The profile columns explain the overhead:
+XLA's FLOP count of each compiled step (from `cost_analysis()`), and the forward pass alone
+timed the same way.
 Writes its section `step_overhead` of experiments/RESULTS.md (or `--results`).
 """
 from __future__ import annotations
@@ -135,10 +136,10 @@ def main(argv=None) -> str:
   return common.publish(SECTION, [
       "## 1. Step overhead: SPG train step vs the plain train step",
       "",
-      f"The trainer's jitted train step (`spg_jax.steps.build_engine` from the experiment "
-      f"configs: SGD momentum, loss normalisation, SPG-{args.kind.upper()} with lambdas "
-      f"0.4, 0.2, 0.1, ... halving) against the same model's plain step (T = 0, SPG off) on "
-      f"the same fixed batch. One process; the variants run interleaved in "
+      f"The trainer's jitted train step (`spg_jax.train.engine.build_engine` from the "
+      f"experiment configs: SGD momentum, loss normalisation, SPG-{args.kind.upper()} with "
+      f"lambdas 0.4, 0.2, 0.1, ... halving) against the same model's plain step (T = 0, SPG "
+      f"off) on the same fixed batch. One process; the variants run interleaved in "
       f"{args.repeats} rounds (rotated order), each round "
       f"{'per-model' if not args.iters else args.iters} calls; compile (lower + XLA compile) "
       f"excluded from the step times and listed separately. Ratio = median step time over "

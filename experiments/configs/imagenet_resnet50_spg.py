@@ -1,4 +1,4 @@
-"""ImageNet-1K ResNet-50 retrained with SPG-HPO: the reference recipe (SPG_METHOD.md sec. 6).
+"""ImageNet-1K ResNet-50 retrained with SPG-HPO: the reference recipe (the paper's ImageNet retraining).
 
 40 epochs, SGD (momentum 0.9, weight decay 1e-4), lr 4e-4, x0.5 every 10 epochs, global
 batch 256, T=3, lambdas (0.4, 0.2, 0.1), dropout 0.2, loss normalisation on. The reference

@@ -15,14 +15,21 @@ from spg_jax import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = mnist1d_protocol.run_config("fcn_small", "shapes", batch_size=32,
+  config = mnist1d_protocol.run_config("fcn_small", "shapes", batch_size=16,
                                        eval_batch_size=200)
   config.task.name = "segmentation"
   config.spg.rate = 0.1
+  # AdamW: within a CPU budget it learns the shapes faster than SGD with momentum here (300
+  # steps of batch 32 from scratch, validation mIoU: SGD lr 0.05 0.17, lr 0.2 0.18; AdamW lr
+  # 3e-3 0.21, lr 1e-2 0.21).
+  config.optimizer.name = "adamw"
+  config.optimizer.weight_decay = 1e-4
   if config_lib.variant(arg) == "quick":
     return mnist1d_protocol.quick_protocol(config, batch_size=16, eval_batch_size=200)
-  # Sized to finish in under 10 minutes on 2 CPU cores (measured in experiments/RESULTS.md).
+  # Sized to finish in under 10 minutes on 2 CPU cores (measured in experiments/RESULTS.md):
+  # the base is far from converged (a 900-step AdamW run reached about 0.45 validation mIoU),
+  # so every arm's retraining still improves it; the comparison is between arms.
   config.protocol = mnist1d_protocol.protocol_section(
-      seeds=(0, 1, 2, 3, 4), base_steps=300, retrain_steps=150, eval_every=50,
-      base_lr=0.05, retrain_lr=0.01)
+      seeds=(0, 1, 2, 3, 4), base_steps=500, retrain_steps=150, eval_every=50,
+      base_lr=3e-3, retrain_lr=3e-4)
   return config

@@ -4,6 +4,9 @@ Public API:
   names()                       known dataset names.
   dataset_info(name)            DatasetInfo(num_classes, features, task, ignore_label, ...);
                                 `.input_shape` / `.label_shape` for short.
+  ArrayDataset(name, splits, num_classes, task=...)
+                                your own in-memory data; every function here that takes a
+                                dataset `name` also takes one of these.
   make_source(name, split, ...) random-access source of preprocessed (eval-style) examples.
   make_iterator(name, split, global_batch_size=..., mesh=..., seed=...)
                                 sharded global batches with get_state()/set_state().
@@ -27,6 +30,7 @@ from jax.sharding import Mesh
 
 from spg_jax import sharding
 from spg_jax.data import catalog
+from spg_jax.data.arrays import ArrayDataset
 from spg_jax.data import embedded
 from spg_jax.data import pipeline
 from spg_jax.data import sources
@@ -34,7 +38,7 @@ from spg_jax.data import tfds_sources
 from spg_jax.data.catalog import DatasetInfo, dataset_info, Feature, Features, names, SPLITS
 from spg_jax.data.pipeline import DataIterator, build_dataset
 
-__all__ = ["DataIterator", "DatasetInfo", "Feature", "Features", "SPLITS", "build_dataset",
+__all__ = ["ArrayDataset", "DataIterator", "DatasetInfo", "Feature", "Features", "SPLITS", "build_dataset",
            "dataset_info", "make_iterator", "make_parts", "make_source", "names"]
 
 
@@ -44,7 +48,9 @@ def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int 
   info = dataset_info(name)
   catalog.check_split(split)
   catalog.check_validation_fraction(validation_fraction)
-  if info.kind == "embedded":
+  if info.kind == "arrays":
+    parts = sources.Parts(name.source(split), sources.identity, None)
+  elif info.kind == "embedded":
     parts = embedded.make_embedded_parts(name, split, split_seed=seed,
                                          validation_fraction=validation_fraction)
   else:
@@ -52,7 +58,7 @@ def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int 
                                          validation_fraction=validation_fraction)
   if len(parts.raw) == 0:
     raise ValueError(f"validation_fraction={validation_fraction!r}: leaves split={split!r} "
-                     f"of {name!r} empty")
+                     f"of {info.name!r} empty")
   return parts
 
 
@@ -119,7 +125,7 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
   pipeline.check_pipeline_args(seed=seed, num_epochs=num_epochs, worker_count=worker_count)
   if augment is None:
     augment = split == "train"
-  if read_options is None and info.kind == "embedded":
+  if read_options is None and info.kind in ("embedded", "arrays"):
     read_options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
   parts = make_parts(name, split, data_dir=data_dir, validation_fraction=validation_fraction)
   process_index, process_count = jax.process_index(), jax.process_count()
@@ -129,7 +135,7 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
       num_epochs=num_epochs, augment=augment, drop_remainder=drop_remainder,
       process_index=process_index, process_count=process_count, worker_count=worker_count,
       read_options=read_options)
-  config = {"name": name, "split": split, "global_batch_size": global_batch_size,
+  config = {"name": info.name, "split": split, "global_batch_size": global_batch_size,
             "seed": int(seed), "shuffle": shuffle, "num_epochs": num_epochs,
             "augment": bool(augment), "drop_remainder": drop_remainder,
             "validation_fraction": validation_fraction, "process_count": process_count,

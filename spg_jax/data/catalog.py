@@ -18,7 +18,7 @@ import numpy as np
 from spg_jax.data import shapes
 
 SPLITS = ("train", "validation", "test")
-KINDS = ("embedded", "tfds")
+KINDS = ("embedded", "tfds", "arrays")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +101,9 @@ class DatasetInfo:
       `ignore_label`).
     features: `name -> Feature` of one example (no batch axis); a plain mapping is turned
       into a read-only, hashable `Features`.
-    kind: `"embedded"` (ships with the code or a pip package, no download) or `"tfds"`
-      (read with `tfds.data_source` from a prepared array_record `data_dir`).
+    kind: `"embedded"` (ships with the code or a pip package, no download), `"tfds"`
+      (read with `tfds.data_source` from a prepared array_record `data_dir`) or
+      `"arrays"` (a user's `spg_jax.data.ArrayDataset`).
     task: what the dataset is for: `"classification"` (one label per example) or
       `"segmentation"` (one label per pixel).
     ignore_label: the label value of pixels that count for no class (object boundaries;
@@ -174,8 +175,16 @@ def names() -> list[str]:
   return list(_CATALOG)
 
 
-def dataset_info(name: str) -> DatasetInfo:
-  """The `DatasetInfo` of `name`; one-line ValueError listing the known names otherwise."""
+def dataset_info(name: Any) -> DatasetInfo:
+  """The `DatasetInfo` of `name` (a catalog name, or a user's dataset object with an
+  `info`, e.g. `spg_jax.data.ArrayDataset`); one-line ValueError listing the known names
+  otherwise."""
+  if not isinstance(name, str):
+    info = getattr(name, "info", None)
+    if isinstance(info, DatasetInfo):
+      return info
+    raise ValueError(f"dataset={name!r}: must be a dataset name ({names()}) or a "
+                     f"spg_jax.data.ArrayDataset")
   if name not in _CATALOG:
     raise ValueError(f"dataset={name!r}: unknown; known datasets are {names()}")
   return _CATALOG[name]

@@ -1,0 +1,46 @@
+"""Optimizer, schedules and the online dropout controller on hand-computed numbers."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spg_jax.train import controller, optim
+
+
+def test_schedules_hand_computed():
+  step = optim.schedule_factor("step", 100, decay_every_steps=10, decay_factor=0.5)
+  np.testing.assert_allclose([step(i) for i in (0, 9, 10, 25)], [1.0, 1.0, 0.5, 0.25])
+  warm = optim.schedule_factor("constant", 100, warmup_steps=4)
+  np.testing.assert_allclose([warm(i) for i in (0, 1, 3, 50)], [0.25, 0.5, 1.0, 1.0])
+  cosine = optim.schedule_factor("cosine", 100)
+  np.testing.assert_allclose([cosine(0), cosine(50), cosine(100)], [1.0, 0.5, 0.0],
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_injected_hyperparameters_are_read_and_written(name):
+  tx = optim.make_optimizer(name, optim.schedule_factor("step", 10, decay_every_steps=1,
+                                                        decay_factor=0.5),
+                            learning_rate=0.1)
+  params = {"w": jnp.ones(3)}
+  opt_state = optim.set_hparams(tx.init(params), learning_rate=0.4, lr_scale=0.5)
+  _, opt_state = tx.update({"w": jnp.ones(3)}, opt_state, params)
+  _, opt_state = tx.update({"w": jnp.ones(3)}, opt_state, params)
+  # second update: schedule factor 0.5 (count 1), peak 0.4, scale 0.5
+  np.testing.assert_allclose(optim.learning_rate(opt_state), 0.1)
+  with pytest.raises(ValueError, match="no injected hyperparameter"):
+    optim.set_hparams(opt_state, beta=1.0)
+
+
+def test_controller_update_hand_computed():
+  state = controller.init_controller([0.2, 0.2])
+  state = controller.accumulate(state, jnp.array([1.0, 0.9, 0.45]))
+  state = controller.accumulate(state, jnp.array([1.0, 0.9, 0.45]))
+  # conditional survival (0.9, 0.5); target 0.7: +0.2 -> more dropout, -0.2 -> less
+  new = controller.controller_update(state, controller.window_mean(state),
+                                     target_survival=0.7, step_size=0.5, min_rate=0.0,
+                                     max_rate=0.25)
+  np.testing.assert_allclose(new.rates, [0.25, 0.1], atol=1e-6)  # 0.3 clipped to 0.25
+  assert int(new.count) == 0 and float(jnp.sum(new.survival_sum)) == 0.0
+
+
+# ------------------------------------------------------------------------------ steps
