@@ -23,23 +23,23 @@
 #
 # This notebook attaches SPG to a model that is **not** part of `spg_jax`, with the
 # functional API (`init_hpo_replicas`, `hpo_step_logits`, `classification_spg_loss`).
-# A Flax linen model that returns `(logits, aux)` can use `spg_jax.SPGModel` instead.
+# A Flax linen model that returns `(logits, aux)` can use `spg_jax.SPGModel` instead, and
+# train with the library's loop: `spg_jax.train_and_evaluate(config, workdir, model=...,
+# dataset=spg_jax.data.ArrayDataset(...))` takes your own model and in-memory arrays.
 
 # %%
-# Colab only: fetch the repository (the library and its experiment configs) and install it.
+# Colab only: install the library (with its data and training extras) from GitHub.
 # Does nothing anywhere else.
-import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-  subprocess.run("test -d /content/spg_jax || git clone -q https://github.com/spg-jax/spg_jax "
-                 "/content/spg_jax && pip install -q -e '/content/spg_jax[data,experiments]'",
-                 shell=True, check=True)
-  os.chdir("/content/spg_jax")
-  sys.path.insert(0, "/content/spg_jax")
+  subprocess.run("pip install -q 'spg_jax[data,experiments] @ "
+                 "git+https://github.com/spg-jax/spg_jax'", shell=True, check=True)
 
 # %%
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -104,23 +104,27 @@ def loss_fn(params, x, y, key):
 
 # %% [markdown]
 # ## A few optimisation steps with optax
-# A minimal demo loop (full batch, Adam); `spg_jax.trainer` is the real training engine.
+# A minimal demo loop (full batch, Adam); `spg_jax.train_and_evaluate` is the real training
+# loop (validation, checkpoints, the online dropout controller, any task). The tests run the
+# notebook with `SPG_JAX_COLAB_CI=1`, which takes fewer steps.
 
 # %%
+NUM_STEPS = 40 if os.environ.get("SPG_JAX_COLAB_CI") == "1" else 150
 tx = optax.adam(3e-3)
 opt_state = tx.init(params)
 
 
 @jax.jit
-def update(params, opt_state, key):
-  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x_train, y_train, key)
+def update(params, opt_state, x, y, key):
+  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, key)
   updates, opt_state = tx.update(grads, opt_state)
   return optax.apply_updates(params, updates), opt_state, metrics
 
 
 survival = []
-for step in range(150):
-  params, opt_state, metrics = update(params, opt_state, jax.random.fold_in(key, step))
+for step in range(NUM_STEPS):
+  params, opt_state, metrics = update(params, opt_state, x_train, y_train,
+                                      jax.random.fold_in(key, step))
   survival.append(metrics["survival"])
 survival = np.stack(survival)   # [steps, T+1]: fraction of samples still correct after step t
 print("final loss", float(metrics["loss"]), "survival per step", np.round(survival[-1], 3))
@@ -142,7 +146,7 @@ plt.show()
 # replicas see the head's input with more and more dropout, so their logits drift.
 
 # %%
-batch_logits = step_logits(params, x_test, jax.random.key(2))
+batch_logits = jax.jit(step_logits)(params, x_test, jax.random.key(2))
 print("step logits", batch_logits.shape)   # [B, T+1, C]
 base_probs = jax.nn.softmax(batch_logits[:, 0], axis=-1)
 shown = np.argsort(np.asarray(base_probs.max(axis=-1)))[:6]   # least confident first

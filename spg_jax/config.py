@@ -55,7 +55,6 @@ import jax
 import ml_collections
 from ml_collections import config_dict
 
-from spg_jax import data
 from spg_jax import losses
 from spg_jax import models
 from spg_jax import tasks
@@ -274,6 +273,9 @@ def validate_config(config: Any, *, custom_model: bool = False, custom_dataset: 
     custom_dataset: the run's own dataset (a `spg_jax.data.ArrayDataset`), used instead of
       `config.dataset.name`.
   """
+  # Imported here: the data pipeline needs the `data` extra (grain, tfds); building a
+  # config does not.
+  from spg_jax import data  # pylint: disable=g-import-not-at-top
   validate_distributed(config)
   _int(config, "seed", 0)
   if _get(config, "seed") >= 2**32:

@@ -62,20 +62,21 @@ def validate_hparams(num_replicas: int, rates: Any, lambdas: Any) -> tuple[tuple
   return rates_t, lambdas_t
 
 
-def labels_in_range(labels: Any, num_classes: int, ignore_label: int | None = None
-                    ) -> jax.Array:
+def labels_in_range(labels: Any, num_classes: int, ignore_label: int | None = None,
+                    xp: Any = jnp) -> Any:
   """bool `[]`: every label is in [0, num_classes) or equals `ignore_label`.
 
-  Pure jax.numpy, so the same rule runs on the host (`check_labels`) and inside a jitted
-  train step (the tasks' batch checks). Float (soft) labels are always in range.
+  One rule for the host (`check_labels`, `xp=numpy`: concrete values even when called while
+  a jitted function is being traced) and inside a jitted train step (the tasks' batch
+  checks, `xp=jax.numpy`). Float (soft) labels are always in range.
   """
-  labels = jnp.asarray(labels)
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    return jnp.asarray(True)
+  labels = xp.asarray(labels)
+  if not xp.issubdtype(labels.dtype, xp.integer):
+    return xp.asarray(True)
   ok = (labels >= 0) & (labels < num_classes)
   if ignore_label is not None:
     ok = ok | (labels == ignore_label)
-  return jnp.all(ok)
+  return xp.all(ok)
 
 
 def check_labels(labels: Any, num_classes: int, *, field: str = "labels",
@@ -88,7 +89,7 @@ def check_labels(labels: Any, num_classes: int, *, field: str = "labels",
   if isinstance(labels, jax.core.Tracer):
     return
   values = np.asarray(labels)
-  if values.size == 0 or bool(labels_in_range(values, num_classes, ignore_label)):
+  if values.size == 0 or bool(labels_in_range(values, num_classes, ignore_label, xp=np)):
     return
   if ignore_label is not None:
     values = values[values != ignore_label]

@@ -1,6 +1,7 @@
 """Every benchmark script runs once at a tiny size and writes its own section of a temporary
 RESULTS file (never the real one), leaving the other sections alone. Not timed: these
 tests only keep the scripts from rotting; the numbers they produce are not checked."""
+import os
 import re
 
 import pytest
@@ -63,3 +64,12 @@ def test_script_runs_tiny_and_writes_its_section(script, tmp_path):
   assert section == body.rstrip()
   assert "| " in section and "- Command: `" in section and "- Hardware: " in section
   assert _section(path, "other") == "untouched"
+
+
+def test_quality_refuses_unknown_or_mixed_datasets(tmp_path):
+  path = str(tmp_path / "RESULTS.md")
+  for datasets, message in (("mnist2d", r"unknown \['mnist2d'\]"),
+                            ("mnist1d,shapes", r"run segmentation \(\['shapes'\]\)")):
+    with pytest.raises(SystemExit, match=message):
+      quality.main([f"--datasets={datasets}", f"--results={path}"])
+  assert not os.path.exists(path)  # refused before anything ran or was written

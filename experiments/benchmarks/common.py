@@ -34,7 +34,8 @@ refresh its section (the exact command is given under each table). CPU timings o
 machine are noisy: read the ratios, not the absolute times.
 """
 # The order of the sections in RESULTS.md (the issue's numbering).
-SECTION_ORDER = ("step_overhead", "single_vs_multipass", "memory", "quality", "hpo_cost")
+SECTION_ORDER = ("step_overhead", "single_vs_multipass", "memory", "quality", "quality_segmentation",
+                 "hpo_cost")
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 

@@ -15,7 +15,6 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from rapidfuzz.distance import Levenshtein
 
 
@@ -181,6 +180,7 @@ def regression_metrics(predictions, labels) -> dict:
   NaN-free: where either side is constant (including N == 1) the correlations are undefined
   and reported as 0.0 (scipy would return NaN with a warning).
   """
+  import scipy.stats  # pylint: disable=g-import-not-at-top  (~1.6 s to import; needed here only)
   p, y = np.asarray(predictions, np.float64), np.asarray(labels, np.float64)
   if p.ndim != 1 or p.shape != y.shape or p.size == 0:
     raise ValueError(f"predictions {p.shape}, labels {y.shape}: must be equal non-empty 1-D")
