@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spg_jax.losses import StepTerms
+from spg_jax.losses import StepTerms, classification_terms
 from spg_jax.validation import labels_in_range
 
 Array = jax.Array
@@ -130,8 +130,10 @@ class Task:
   def terms(self, outputs: Any, batch: Mapping[str, Any], aux: Mapping[str, Any],
             label_smoothing: float = 0.0) -> StepTerms:
     """`StepTerms` of one head's step outputs (leaves `[B, T+1, ...]`); `aux`: the base
-    model's aux dict (e.g. CTC frame paddings)."""
-    raise NotImplementedError
+    model's aux dict (e.g. CTC frame paddings). Default: one class per example, logits
+    `[B, T+1, C]` against `batch["label"]` (top-1 episodes)."""
+    del aux
+    return classification_terms(outputs, batch["label"], label_smoothing)
 
   def train_metrics(self, outputs: Any, batch: Mapping[str, Any], terms: StepTerms,
                     survival: Array) -> dict[str, Array]:

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spg_jax.losses import StepTerms, classification_terms
 from spg_jax.tasks import metrics
 from spg_jax.tasks.base import Task, check_int, cross_entropy_sums
 
@@ -29,11 +28,6 @@ class Classification(Task):
 
   def __post_init__(self):
     check_int("top_k", self.top_k, 1)
-
-  def terms(self, outputs: jax.Array, batch: Mapping[str, Any], aux: Mapping[str, Any],
-            label_smoothing: float = 0.0) -> StepTerms:
-    del aux
-    return classification_terms(outputs, batch["label"], label_smoothing)
 
   def eval_batch(self, outputs: jax.Array, batch: Mapping[str, Any], aux: Mapping[str, Any],
                  weights: jax.Array) -> dict[str, jax.Array]:

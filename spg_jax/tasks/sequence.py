@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spg_jax.losses import StepTerms, classification_terms
+from spg_jax.losses import StepTerms
 from spg_jax.tasks import metrics
 from spg_jax.tasks.base import (
     BatchCheck, ConfigurableInputs, Task, all_finite, cross_entropy_sums)
@@ -46,11 +46,6 @@ class SequenceClassification(ConfigurableInputs, Task):
   @property
   def selection_metric(self) -> str:
     return self.metric
-
-  def terms(self, outputs: jax.Array, batch: Mapping[str, Any], aux: Mapping[str, Any],
-            label_smoothing: float = 0.0) -> StepTerms:
-    del aux
-    return classification_terms(outputs, batch["label"], label_smoothing)
 
   def eval_batch(self, outputs: jax.Array, batch: Mapping[str, Any], aux: Mapping[str, Any],
                  weights: jax.Array) -> dict[str, jax.Array]:
