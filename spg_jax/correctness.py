@@ -45,7 +45,9 @@ def qa_correct(start_logits: Array, end_logits: Array, start_positions: Array,
 
   Args:
     start_logits, end_logits: `[T+1, L]` (step axis at `step_axis`), L = sequence length.
-    start_positions, end_positions: int `[]` per sample.
+    start_positions, end_positions: int `[]` per sample. A position outside the window
+      (>= L) is never matched; `spg_jax.losses.qa_terms` makes such examples ignored
+      episodes, as Hugging Face's loss ignores them.
   Returns:
     bool `[T+1]`.
   """

@@ -25,7 +25,8 @@ and arms with the same structure, compile once.
 
 The `protocol` config section (see experiments/configs/mnist1d_protocol.py):
   seeds: training seeds; init_checkpoint: exported base model to start from (None: train
-  it); base / retrain / arms.<name>: nested overrides of the run config (same field names
+  it; a protocol without a `base` section, like the paper recipes, must be given one);
+  base / retrain / arms.<name>: nested overrides of the run config (same field names
   as the config itself); reference: the arm every other is compared with; confidence: of
   the intervals.
 """
@@ -40,13 +41,9 @@ import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import jax
-import numpy as np
-
 from spg_jax import config as config_lib
-from spg_jax import data
 from spg_jax import report
-from spg_jax import sharding
+from spg_jax.train import checkpoint_eval
 from spg_jax.train import checkpointing
 from spg_jax.train import engine as engine_lib
 from spg_jax.train import loop
@@ -144,7 +141,7 @@ def _stage_config(config: Any, *overrides: Mapping[str, Any], seed: int) -> Any:
 
 def base_stage_config(config: Any, seed: int) -> Any:
   """The run config that trains the base model from scratch: SPG and controller off."""
-  out = _stage_config(config, config.protocol.base, seed=seed)
+  out = _stage_config(config, config.protocol.get("base") or {}, seed=seed)
   out.spg.enabled = False
   out.controller.enabled = False
   return out
@@ -190,6 +187,10 @@ def validate_protocol(config: Any, *, model: Any = None, dataset: Any = None) ->
   if not list(protocol.arms):
     raise ValueError("config.protocol.arms: needs at least one arm")
   checkpoint = protocol.init_checkpoint
+  if checkpoint is None and not protocol.get("base"):
+    raise ValueError("config.protocol.init_checkpoint=None: this protocol has no base stage "
+                     "(protocol.base), so it needs the exported checkpoint to retrain "
+                     "(experiments/convert.py writes one)")
   if checkpoint is not None and not os.path.isdir(checkpoint):
     raise ValueError(f"config.protocol.init_checkpoint={checkpoint!r}: no such directory "
                      f"(an export written by checkpointing.export_variables)")
@@ -208,16 +209,10 @@ def evaluate_variables(config: Any, variables: dict, split: str, *, model: Any =
                        dataset: Any = None) -> float:
   """The selection metric of base-model `variables` on every example of `split` (SPG is
   not involved). Used for a given `init_checkpoint`, which no training run has evaluated."""
-  stage = copy.deepcopy(config)
-  with stage.unlocked():
-    stage.spg.enabled = False
-  info = data.dataset_info(stage.dataset.name if dataset is None else dataset)
-  mesh = sharding.make_mesh(stage.num_devices or None)
-  engine = engine_lib.get_engine(engine_lib.spec_from_config(stage, mesh, info, model))
-  state = engine.create_state(jax.device_put(variables, sharding.replicated(mesh)),
-                              engine_lib.optimizer_hparams(stage), np.zeros((0,), np.float32))
-  metrics = loop.evaluate_split(engine, state, stage, split, dataset)
-  return metrics[engine.task.selection_metric]
+  metrics = checkpoint_eval.evaluate_checkpoint(
+      config, variables, splits=(split,), model=model, dataset=dataset,
+      field="config.protocol.init_checkpoint")[split]
+  return metrics[protocol_metric(config, dataset).name]
 
 
 history_curve = loop.metric_curve
@@ -275,7 +270,7 @@ def _arm_run(arm: str, stage: Any, workdir: str, seed: int, base: RunRecord,
 
 def protocol_metric(config: Any, dataset: Any = None) -> report.Metric:
   """How the protocol's scores are named and shown: the task's selection metric."""
-  info = data.dataset_info(config.dataset.name if dataset is None else dataset)
+  info = loop.dataset_info(config, dataset)
   task = engine_lib.build_task(config, info)
   name = task.selection_metric
   return report.Metric(name, percent=name not in ("mse", "loss"),

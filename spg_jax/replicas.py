@@ -1,17 +1,19 @@
 """Temporary SPG modules (Flax linen): HPO (adaptive dropout) and NAS (extra depth) replicas.
 
-* `HPOReplica`: `h' = Dropout(h; p)`, `h_t = h' + F(h')`, `F` = `depth` Linear(+ReLU) layers
-  acting on the last (feature / channel) axis, the last Linear zero-initialised (weight and
-  bias), so at initialisation replica t sees cumulative dropout `1 - prod_{k<=t}(1 - p_k)`.
+* `HPOReplica`: `h' = Dropout(h; p)`, `h_t = h' + F(h')`, `F` = `depth` Linear layers acting
+  on the last (feature / channel) axis, the last one zero-initialised (weight and bias), so
+  at initialisation replica t sees cumulative dropout `1 - prod_{k<=t}(1 - p_k)`. This is
+  the paper's equation and the default (`use_relu=False`); its Linear layers learn.
+* `HPOReplica(use_relu=True)`: the authors' code's replica, whose branch ends in a ReLU
+  after the zero-initialised Linear. The ReLU's input is then exactly 0, where its
+  derivative is 0 (in PyTorch and JAX alike), so no parameter of the branch ever receives a
+  gradient and `F` stays 0 for ever: the replica IS dropout, `h_t = Dropout(h; p)`, and SPG
+  trains only the base model and its head through the replicas' losses. Since such
+  parameters could never move, they are not created: the module has no parameters (and
+  costs no memory or optimizer state), with exactly the same outputs and gradients.
 * `NASReplica`: a stack of `depth` residual blocks made by a factory; each block must be the
   identity at initialisation (e.g. its last convolution zero-initialised).
 The wrapper that runs them with a base model's shared head is `spg_jax.spg_model.SPGModel`.
-
-Note on `use_relu` (the reference default): with weight AND bias at zero, the ReLU's input is
-exactly 0, where its derivative is 0 (in PyTorch and JAX alike), so `F` receives no gradient
-and stays zero: the replica acts as pure dropout, and SPG trains the base model and its head
-through the replicas' losses. `use_relu=False` gives the paper's plain residual Linear, which
-does learn.
 """
 from __future__ import annotations
 
@@ -46,15 +48,18 @@ class HPOReplica(nn.Module):
 
   Attributes:
     rate: dropout rate in [0, 1).
-    depth: number of Linear(+ReLU) layers in the residual branch; only the last one is
-      zero-initialised, because zeroing every layer of a deeper branch would leave all of
-      them with zero gradients forever.
-    use_relu: follow each Linear with a ReLU (reference behaviour; see the module note).
+    depth: number of Linear layers in the residual branch (no activation between them, as
+      the paper's equation has none); only the last one is zero-initialised, because
+      zeroing every layer of a deeper branch would leave all of them with zero gradients
+      forever.
+    use_relu: the authors' replica (a ReLU after each Linear). Its zero-initialised branch
+      can never receive a gradient, so it is built as pure dropout, without parameters
+      (see the module note). False (default): the paper's residual Linear, which learns.
     dtype: computation dtype (params stay float32).
   """
   rate: float = 0.2
   depth: int = 1
-  use_relu: bool = True
+  use_relu: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -63,14 +68,15 @@ class HPOReplica(nn.Module):
     """`rate`, when given, overrides `self.rate` and may be a traced value (a controller's
     choice), so changing it never recompiles."""
     h = traced_dropout(self, h, self.rate if rate is None else rate, train)
+    if self.use_relu:
+      # h + relu(0 @ h + 0) == h, and the branch's gradient is 0 for ever: pure dropout.
+      return h
     branch = h
     for layer in range(self.depth):
       last = layer == self.depth - 1
       init = nn.initializers.zeros if last else nn.initializers.lecun_normal()
       branch = nn.Dense(h.shape[-1], kernel_init=init, bias_init=nn.initializers.zeros,
                         dtype=self.dtype, name=f"linear_{layer}")(branch)
-      if self.use_relu:
-        branch = nn.relu(branch)
     return h + branch
 
 
@@ -128,8 +134,10 @@ def _check_depth(depth: Any) -> int:
 
 
 def hpo_replicas(num_replicas: int = 3, rate: float | Sequence[float] = 0.2, depth: int = 1,
-                 use_relu: bool = True, dtype: Dtype = jnp.float32) -> tuple[HPOReplica, ...]:
-  """T HPO replicas; `rate` is one shared rate (reference) or one per replica (paper)."""
+                 use_relu: bool = False, dtype: Dtype = jnp.float32
+                 ) -> tuple[HPOReplica, ...]:
+  """T HPO replicas; `rate` is one shared rate (reference) or one per replica (paper);
+  `use_relu=True` gives the authors' replica, i.e. parameter-free dropout."""
   rates = validation.validate_rates(rate, num_replicas)
   depth = _check_depth(depth)
   return tuple(HPOReplica(rate=r, depth=depth, use_relu=use_relu, dtype=dtype) for r in rates)

@@ -13,6 +13,12 @@
 * `step_outputs`: the engine's uniform view, `{head name: [B, T+1, ...]}`, of a model's
   output with or without SPG.
 * `strip_replicas` / `with_base`: from SPGModel variables to the base's and back.
+
+A head with BatchNorm (FCN's conv-BN-ReLU-dropout-conv) runs in train mode at every step.
+`head_batch_stats` says which of those applications update its running statistics:
+"base" (default) only the base model's own pass, so the statistics describe the features
+the deployed head sees; "every_step" every one, in order (base first, then replica 1..T),
+as the authors' PyTorch code does by calling the head module 1+T times in train mode.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ from spg_jax import replicas as replicas_lib
 MAIN_HEAD = "out"
 # Where SPGModel puts the step outputs of `extra_heads` in `aux` (train mode).
 EXTRA_STEP_OUTPUTS = "extra_step_outputs"
+# Which head applications update a shared head's BatchNorm statistics (see the module note).
+HEAD_BATCH_STATS = ("base", "every_step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +108,30 @@ def _stack_steps(steps: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *leaves: jnp.stack(leaves, axis=1), *steps)
 
 
+def _replace_subtree(tree: dict, path: Sequence[str], value: Any) -> dict:
+  """A copy of nested dict `tree` with `tree[path[0]]...[path[-1]] = value`."""
+  if not path:
+    return value
+  out = dict(tree)
+  out[path[0]] = _replace_subtree(tree[path[0]], path[1:], value)
+  return out
+
+
 def _trajectory(module: nn.Module, base_outputs: Any, aux: dict, head: nn.Module,
                 head_path: Sequence[str], feature_key: str, pre_head: Callable | None,
                 replicas: Sequence[nn.Module], replica_rates: jax.Array | None) -> Any:
-  """One head's step outputs: the base's (step 0) then each replica's through the head."""
+  """One head's step outputs: the base's (step 0) then each replica's through the head.
+
+  With `module.head_batch_stats == "every_step"` each replica step's head application
+  updates the head's running statistics, starting from the base pass's update, and the
+  result is written back into the base's `batch_stats`."""
   if feature_key not in aux:
     raise ValueError(f"feature_key={feature_key!r}: not among the base model's aux "
                      f"entries {sorted(aux)}")
+  # After the base's own pass: its batch_stats already hold the base pass's update.
   variables = head_variables(module.base.variables, head_path)
+  per_step = (module.head_batch_stats == "every_step" and "batch_stats" in variables
+              and module.is_mutable_collection("batch_stats"))
   head = head.clone(parent=None)  # a definition, never a child with its own params
   h = aux[feature_key]
   steps = [base_outputs]
@@ -115,7 +139,18 @@ def _trajectory(module: nn.Module, base_outputs: Any, aux: dict, head: nn.Module
     h = replica(h, train=True, rate=None if replica_rates is None else replica_rates[t])
     features = h if pre_head is None else pre_head(h)
     rngs = {"dropout": module.make_rng("dropout")} if module.has_rng("dropout") else None
-    steps.append(apply_shared_head(head, variables, features, rngs))
+    if per_step:
+      mutable = [c for c in variables if c != "params"]
+      out, updates = head.apply(variables, features, rngs=rngs, mutable=mutable)
+      variables = {**variables, "batch_stats": updates["batch_stats"]}
+      steps.append(out)
+    else:
+      steps.append(apply_shared_head(head, variables, features, rngs))
+  if per_step:
+    name = head_path[0]
+    top = module.base.variables["batch_stats"][name]
+    module.base.put_variable("batch_stats", name, _replace_subtree(
+        top, tuple(head_path[1:]), variables["batch_stats"]))
   return _stack_steps(steps)
 
 
@@ -142,6 +177,8 @@ class SPGModel(nn.Module):
       the base's `aux` entry that holds the head's own prediction). In train mode their
       step outputs `[B, T+1, ...]` are returned in `aux["extra_step_outputs"][name]`.
     extra_replicas: name -> that head's replicas (the same T as `replicas`).
+    head_batch_stats: "base" (default) or "every_step": which train-mode applications of a
+      head with BatchNorm update its running statistics (see the module note).
   """
   base: nn.Module
   head: nn.Module
@@ -151,12 +188,14 @@ class SPGModel(nn.Module):
   pre_head: Callable[[jax.Array], jax.Array] | None = None
   extra_heads: Mapping[str, Attachment] | None = None
   extra_replicas: Mapping[str, Sequence[nn.Module]] | None = None
+  head_batch_stats: str = "base"
 
   @nn.compact
   def __call__(self, x: Any, *, train: bool, replica_rates: jax.Array | None = None
                ) -> tuple[Any, dict]:
     """`replica_rates`: optional `[T]` dropout rates overriding the replicas' own; may be
     traced (an online controller's choice), so changing them never recompiles."""
+    check_head_batch_stats(self.head_batch_stats)
     outputs, aux = self.base(x, train=train)
     if not train:
       return jax.tree.map(lambda o: o[:, None], outputs), aux
@@ -180,11 +219,21 @@ class SPGModel(nn.Module):
     return steps, aux
 
 
+def check_head_batch_stats(value: Any) -> str:
+  """`value` if it is one of `HEAD_BATCH_STATS`, else a one-line ValueError."""
+  if value not in HEAD_BATCH_STATS:
+    raise ValueError(f"head_batch_stats={value!r}: must be one of {list(HEAD_BATCH_STATS)}")
+  return value
+
+
 def build_spg_model(base: nn.Module, attachments: Mapping[str, Attachment], kind: str,
-              num_replicas: int, rate: Any = 0.2, depth: int = 1, use_relu: bool = True
-              ) -> SPGModel:
+                    num_replicas: int, rate: Any = 0.2, depth: int = 1,
+                    use_relu: bool = False, head_batch_stats: str = "base") -> SPGModel:
   """`SPGModel` for `base` with T replicas of `kind` ("hpo" or "nas") on every head of
-  `attachments` (`model.spg_attachments(kind)`; the main head is named "out")."""
+  `attachments` (`model.spg_attachments(kind)`; the main head is named "out").
+  `use_relu=True`: the authors' HPO replica (pure dropout, see `spg_jax.replicas`);
+  `head_batch_stats`: see `SPGModel`."""
+  check_head_batch_stats(head_batch_stats)
   if MAIN_HEAD not in attachments:
     raise ValueError(f"attachments: need a main head named {MAIN_HEAD!r} (got "
                      f"{sorted(attachments)})")
@@ -201,7 +250,8 @@ def build_spg_model(base: nn.Module, attachments: Mapping[str, Attachment], kind
   return SPGModel(base, main.head, make(main), head_path=tuple(main.head_path),
                   feature_key=main.feature_key, pre_head=main.pre_head,
                   extra_heads=extra or None,
-                  extra_replicas={n: make(a) for n, a in extra.items()} or None)
+                  extra_replicas={n: make(a) for n, a in extra.items()} or None,
+                  head_batch_stats=head_batch_stats)
 
 
 def step_outputs(outputs: Any, aux: dict, attachments: Mapping[str, Attachment],

@@ -30,7 +30,13 @@ BAD_VALUES = [
     ("spg.lambdas", (0.4, -0.2, 0.1), "config.spg.lambdas=(0.4, -0.2, 0.1)"),
     ("spg.lambdas", (0.4, 0.2), "config.spg.lambdas=(0.4, 0.2)"),
     ("spg.form", "ppo", "config.spg.form='ppo'"),
-    ("spg.normalize", "yes", "config.spg.normalize='yes'"),
+    ("spg.normalize", "yes", "config.spg.normalize='yes': must be one of ['none', 'loss', "
+     "'lr']"),
+    ("spg.use_relu", "yes", "config.spg.use_relu='yes': must be True or False"),
+    ("spg.base_denominator", "pixels", "config.spg.base_denominator='pixels': must be one of "
+     "['valid', 'all']"),
+    ("spg.head_batch_stats", "all", "config.spg.head_batch_stats='all': must be one of "
+     "['base', 'every_step']"),
     ("controller.max_rate", 1.0, "config.controller.max_rate=1.0"),
     ("checkpoint.keep", 0, "config.checkpoint.keep=0"),
     ("skip_nonfinite", 1, "config.skip_nonfinite=1"),
@@ -41,6 +47,8 @@ BAD_VALUES = [
      "'classification' dataset"),
     ("task.top_five", 5, "config.task.top_five: not a field of task 'classification'"),
     ("task.top_k", 0, "config.task.top_k=0"),
+    ("dataset.preprocess.eval_crop_size", 480, "config.dataset.preprocess.eval_crop_size=480: "
+     "not an option of dataset 'mnist1d'"),
 ]
 
 
@@ -66,3 +74,37 @@ def test_batch_must_split_over_the_devices():
     config_lib.validate_config(config)
 
 
+
+
+def test_mode_defaults_to_train_and_rejects_unknown_values():
+  config = config_lib.base_config()
+  assert config.mode == "train" and config.init_checkpoint is None
+  config.mode = "predict"
+  with pytest.raises(ValueError, match=r"^config.mode='predict': must be one of "
+                     r"\['train', 'evaluate'\]$"):
+    config_lib.validate_config(config)
+
+
+def test_evaluate_mode_needs_an_existing_checkpoint(tmp_path):
+  config = config_lib.base_config()
+  config.mode = "evaluate"
+  with pytest.raises(ValueError, match=r"^config.mode='evaluate': needs init_checkpoint"):
+    config_lib.validate_config(config)
+  config.init_checkpoint = str(tmp_path / "missing")
+  with pytest.raises(ValueError, match=r"^config.init_checkpoint='.*missing': no such "
+                     r"directory"):
+    config_lib.validate_config(config)
+  config.init_checkpoint = str(tmp_path)
+  config_lib.validate_config(config)
+
+
+def test_evaluate_mode_reads_the_protocol_checkpoint_first(tmp_path):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config()
+  config.mode = "evaluate"
+  config.protocol = ml_collections.ConfigDict({"init_checkpoint": str(tmp_path / "gone")})
+  config.init_checkpoint = str(tmp_path)   # exists, but the protocol's path wins
+  with pytest.raises(ValueError, match=r"^config.protocol.init_checkpoint='.*gone'"):
+    config_lib.validate_config(config)
+  config.protocol.init_checkpoint = str(tmp_path)
+  config_lib.validate_config(config)

@@ -28,6 +28,33 @@ def test_config_builds_and_validates(name):
       config_lib.validate_config(config)
 
 
+# The fields where the authors' code differs from the paper or its own intent: every config
+# must name them itself rather than inherit the library's defaults (docs/FAITHFULNESS.md).
+FIDELITY_FIELDS = ("use_relu", "normalize")
+SEGMENTATION_FIELDS = ("base_denominator", "head_batch_stats")
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_config_names_its_normalisation_and_replica_settings(name, monkeypatch):
+  """Built on a base config whose defaults are poisoned, every config still ends with
+  valid values of these fields: it sets them itself (in every variant and protocol arm)."""
+  real = config_lib.base_config
+
+  def poisoned():
+    config = real()
+    for field in FIDELITY_FIELDS + SEGMENTATION_FIELDS:
+      config.spg[field] = "unset"
+    return config
+  monkeypatch.setattr(config_lib, "base_config", poisoned)
+  for arg in (None, "quick"):
+    config = _load(name, arg)
+    # The base term's denominator and the head's BatchNorm updates matter for segmentation.
+    segmentation = config.task.name == "segmentation" or config.dataset.name == "shapes"
+    fields = FIDELITY_FIELDS + (SEGMENTATION_FIELDS if segmentation else ())
+    for field in fields:
+      assert config.spg[field] != "unset", f"{name}:{arg} inherits spg.{field}"
+
+
 @pytest.mark.parametrize("name", [n for n in CONFIG_NAMES if "protocol" not in _load(n)])
 def test_quick_variant_runs_two_steps(name, tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

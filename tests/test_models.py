@@ -26,7 +26,8 @@ RNGS = {"params": jax.random.key(0, impl="rbg"), "dropout": jax.random.key(1, im
 # follow the same layout (timm's vit_tiny/small_patch16_224 have the same counts).
 PARAM_COUNTS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
-    "resnet101": 44_549_160, "mobilenet_v2": 3_504_872, "vit_ti16": 5_717_416,
+    "resnet101": 44_549_160, "mobilenet_v2": 3_504_872, "efficientnet_v2_m": 54_139_356,
+    "vit_ti16": 5_717_416,
     "vit_s16": 22_050_664, "vit_b16": 86_567_656, "fcn_resnet50": 35_322_218,
     "cnn1d_mnist1d": 5_210, "cnn_digits": 24_058,
     # Ours (6 classes, both heads): stem 464, stages 4,672 + 14,528 + 57,728, head 9,350,
@@ -45,6 +46,7 @@ SMALL = {
     "resnet50": (dict(num_classes=10), (2, 32, 32, 3), (2, 1, 1, 2048), 2048),
     "resnet101": (dict(num_classes=10, stem="cifar"), (2, 8, 8, 3), (2, 1, 1, 2048), 2048),
     "mobilenet_v2": (dict(num_classes=10), (2, 32, 32, 3), (2, 1, 1, 1280), 1280),
+    "efficientnet_v2_m": (dict(num_classes=10), (2, 32, 32, 3), (2, 1, 1, 1280), 1280),
     "vit_ti16": (dict(num_classes=10, image_size=32), (2, 32, 32, 3), (2, 5, 192), 192),
     "vit_s16": (dict(num_classes=10, image_size=32), (2, 32, 32, 3), (2, 5, 384), 384),
     "vit_b16": (dict(num_classes=10, image_size=32), (2, 32, 32, 3), (2, 5, 768), 768),
@@ -367,6 +369,7 @@ NAS_BLOCKS = {  # block constructor (zero_init_last still to choose), input shap
     "bottleneck_dilated": (functools.partial(models.Bottleneck, 4, dilation=2), (2, 4, 4, 16)),
     "inverted_residual": (functools.partial(models.InvertedResidual, 16, expand_ratio=1),
                           (2, 4, 4, 16)),
+    "mbconv": (functools.partial(models.MBConv, 16, expand_ratio=1), (2, 4, 4, 16)),
     "vit_encoder": (functools.partial(models.EncoderBlock, 2, 16), (2, 3, 8)),
 }
 
@@ -490,14 +493,27 @@ def test_bfloat16_big_models_compute_in_bfloat16(name):
 
 
 def test_registry_names_and_unknown_name():
-  assert models.names() == ("cnn1d_mnist1d", "cnn_digits", "fcn_resnet50", "fcn_small",
-                            "mobilenet_v2", "resnet101", "resnet18", "resnet34", "resnet50",
-                            "vit_b16", "vit_s16", "vit_ti16")
-  with pytest.raises(ValueError) as error:
-    models.get("resnet19")
-  message = str(error.value)
-  assert "\n" not in message and "'resnet19'" in message
-  assert all(name in message for name in models.names())
+  assert models.names() == ("cnn1d_mnist1d", "cnn_digits", "efficientnet_v2_m",
+                            "fcn_resnet50", "fcn_small", "mobilenet_v2", "resnet101",
+                            "resnet18", "resnet34", "resnet50", "vit_b16", "vit_s16",
+                            "vit_ti16")
+  for call in (lambda: models.get("resnet19"), lambda: models.canonical_name("resnet19")):
+    with pytest.raises(ValueError) as error:
+      call()
+    message = str(error.value)
+    assert "\n" not in message and "'resnet19'" in message
+    assert all(name in message for name in models.names()) and "vit_b_16" in message
+
+
+def test_registry_accepts_torchvision_spellings():
+  assert models.aliases() == {"vit_b_16": "vit_b16"}
+  for torchvision_name, ours in (("vit_b_16", "vit_b16"), ("resnet50", "resnet50"),
+                                 ("mobilenet_v2", "mobilenet_v2"),
+                                 ("efficientnet_v2_m", "efficientnet_v2_m"),
+                                 ("fcn_resnet50", "fcn_resnet50")):
+    assert models.canonical_name(torchvision_name) == ours
+    assert models.get(torchvision_name, num_classes=3) == models.get(ours, num_classes=3)
+  assert "vit_b_16" not in models.names()  # names() lists canonical names only
 
 
 def test_registry_passes_kwargs_and_rejects_unknown_stem():

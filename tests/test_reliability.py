@@ -371,15 +371,29 @@ def test_bad_input_fails_with_one_line_and_leaves_no_trace(case, tmp_path, monke
 
 # ------------------------------------------------------------------------ untrusted files
 def test_nothing_loads_pickles():
+  """No code unpickles anything, except the one explicit conversion path for torch
+  checkpoints, which uses torch's restricted unpickler (`weights_only=True`: tensors and
+  plain containers only)."""
   pattern = re.compile(r"pickle\.loads?\(|allow_pickle\s*=\s*True|torch\.load\(|"
                        r"cloudpickle|dill\.load|joblib\.load|pd\.read_pickle")
-  scanned, hits = 0, []
+  allowed = ROOT / "spg_jax" / "models" / "convert" / "common.py"
+  scanned, hits, torch_loads = 0, [], 0
   for folder in ("spg_jax", "experiments"):
     for path in (ROOT / folder).rglob("*.py"):
       scanned += 1
-      hits += [f"{path}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
-               if pattern.search(line)]
-  assert scanned > 20 and hits == []
+      for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not pattern.search(line):
+          continue
+        code = line.split("#")[0]
+        is_call = re.search(r"torch\.load\(path", code) is not None
+        if path == allowed and "weights_only=True" in code and (
+            is_call or "`" in code or '"' in code):
+          torch_loads += is_call
+          continue
+        if path != allowed and "torch.load(weights_only=True)" in line and "`" in line:
+          continue  # documentation naming the allowed call
+        hits.append(f"{path}:{i}")
+  assert scanned > 20 and hits == [] and torch_loads == 1
 
 
 # ------------------------------------------------------------------ multi-process start-up

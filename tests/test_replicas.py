@@ -1,5 +1,7 @@
 """Temporary modules: identity at init, cumulative dropout, gradients only through alive
-samples, the reference ReLU replica's zero gradient, one-line errors for bad arguments."""
+samples, the reference ReLU replica built without parameters (it could never learn; the
+equivalence with the literal module is in test_fidelity.py), one-line errors for bad
+arguments."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,13 +63,20 @@ def test_replica_gradients_flow_only_through_alive_samples():
   assert float(jnp.abs(grads["replicas_0"]["linear_0"]["kernel"]).sum()) > 0
 
 
-def test_reference_relu_replica_gets_no_gradient():
-  """Documented behaviour: zero weight AND bias followed by ReLU is a dead branch."""
-  model = make_spg(spg_jax.hpo_replicas(3, rate=0.1, use_relu=True))
-  variables = init(model, X)
-  predicted = jnp.argmax(apply_train(model, variables, X)[0][:, 0], -1)
-  grads = _replica_grads(model, variables, X, predicted)
-  assert all(float(jnp.abs(g).sum()) == 0.0 for g in jax.tree.leaves(grads))
+@pytest.mark.parametrize("depth", [1, 2])
+def test_reference_relu_replica_has_no_parameters_and_is_dropout(depth):
+  """Zero weight AND bias followed by ReLU is a dead branch at any depth (the last Linear's
+  output sits at the ReLU's kink, so nothing before it gets a gradient either): the replica
+  is built as dropout alone, which gives what the plain replica gives at initialisation
+  (its branch is 0 there), with the same dropout masks."""
+  relu = make_spg(spg_jax.hpo_replicas(3, rate=0.5, depth=depth, use_relu=True))
+  plain = make_spg(spg_jax.hpo_replicas(3, rate=0.5, depth=depth, use_relu=False))
+  v_relu, v_plain = init(relu, X), init(plain, X)
+  assert sorted(v_relu["params"]) == ["base"]
+  assert sorted(v_plain["params"]) == ["base", "replicas_0", "replicas_1", "replicas_2"]
+  logits, _, _ = apply_train(relu, v_relu, X)
+  np.testing.assert_array_equal(logits, apply_train(plain, v_plain, X)[0])
+  assert not np.allclose(logits[:, 1], logits[:, 0])  # dropout really acts
 
 
 @pytest.mark.parametrize("call, match", [

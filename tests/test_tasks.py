@@ -13,7 +13,8 @@ def test_names_and_fields():
   assert tasks.names() == ("classification", "segmentation", "sequence_classification",
                            "sequence_regression", "extractive_qa", "ctc", "seq2seq")
   assert tasks.fields("classification") == ("top_k",)
-  assert tasks.fields("ctc") == ("inputs", "blank_id", "threshold", "word_delimiter")
+  assert tasks.fields("ctc") == ("inputs", "blank_id", "threshold", "word_delimiter",
+                                 "zero_infinity")
 
 
 @pytest.mark.parametrize("given, message", [

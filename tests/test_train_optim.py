@@ -16,6 +16,26 @@ def test_schedules_hand_computed():
                              atol=1e-6)
 
 
+def test_torchvision_segmentation_schedule_hand_computed():
+  """torchvision's segmentation recipe: ConstantLR(factor) for the warm-up epochs, then
+  PolynomialLR(power 0.9) over the remaining steps; factor 0 (as the reference command
+  sets it) means the warm-up steps do not move the weights."""
+  poly = optim.schedule_factor("poly", 10, warmup_steps=0)
+  np.testing.assert_allclose([poly(0), poly(5), poly(9), poly(10)],
+                             [1.0, 0.5 ** 0.9, 0.1 ** 0.9, 0.0], rtol=1e-6)
+  seg = optim.schedule_factor("poly", 12, warmup_steps=4, warmup_method="constant",
+                              warmup_factor=0.0)
+  np.testing.assert_allclose([seg(i) for i in (0, 3, 4, 8, 11)],
+                             [0.0, 0.0, 1.0, 0.5 ** 0.9, 0.125 ** 0.9], rtol=1e-6)
+  third = optim.schedule_factor("constant", 10, warmup_steps=2, warmup_method="constant")
+  np.testing.assert_allclose([third(0), third(1), third(2)], [1 / 3, 1 / 3, 1.0], rtol=1e-6)
+  linear = optim.schedule_factor("constant", 10, warmup_steps=3, warmup_factor=0.01)
+  np.testing.assert_allclose([linear(0), linear(1), linear(2), linear(3)],
+                             [0.01, 0.505, 1.0, 1.0], rtol=1e-6)
+  with pytest.raises(ValueError, match=r"warmup_method='cosine': must be one of"):
+    optim.schedule_factor("poly", 10, warmup_steps=2, warmup_method="cosine")
+
+
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_injected_hyperparameters_are_read_and_written(name):
   tx = optim.make_optimizer(name, optim.schedule_factor("step", 10, decay_every_steps=1,

@@ -35,7 +35,7 @@ machine are noisy: read the ratios, not the absolute times.
 """
 # The order of the sections in RESULTS.md (the issue's numbering).
 SECTION_ORDER = ("step_overhead", "single_vs_multipass", "memory", "quality", "quality_segmentation",
-                 "hpo_cost")
+                 "hpo_cost", "fidelity")
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 
@@ -121,6 +121,15 @@ def publish(name: str, lines: Sequence[str], path: str = RESULTS_PATH) -> str:
   return body
 
 
+def dataset_names(spec: str, known: Mapping[str, Any]) -> list[str]:
+  """`--datasets=a,b` as a list; exits with a one-line error naming any unknown one."""
+  names = [d for d in spec.split(",") if d]
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise SystemExit(f"error: --datasets={spec}: unknown {unknown}; known: {sorted(known)}")
+  return names
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   """A GitHub markdown table; cells are str()-ed."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -204,13 +213,24 @@ def lambdas_for(num_replicas: int) -> tuple[float, ...]:
   return tuple(0.4 * 0.5 ** t for t in range(num_replicas))
 
 
+# Benchmark replica kinds: "hpo" is the paper's HPO replica (a residual Linear, which
+# learns), "hpo_relu" the authors' (Linear + ReLU: pure dropout, built without parameters),
+# "nas" extra depth.
+REPLICA_KINDS = ("hpo", "hpo_relu", "nas")
+
+
 def variant_config(model: str, num_replicas: int, kind: str = "hpo",
                    batch_size: int | None = None) -> Any:
-  """The model's experiment config with SPG-`kind` at T = `num_replicas` (0: SPG off)."""
+  """The model's experiment config with SPG-`kind` (`REPLICA_KINDS`) at T = `num_replicas`
+  (0: SPG off). The HPO replica is set explicitly, whatever the config's own choice."""
   import importlib  # pylint: disable=import-outside-toplevel
+  if kind not in REPLICA_KINDS:
+    raise ValueError(f"kind={kind!r}: must be one of {list(REPLICA_KINDS)}")
   module, _, _ = MODELS[model]
   config = importlib.import_module(module).get_config()
   config.spg.enabled = num_replicas > 0
+  config.spg.use_relu = kind == "hpo_relu"
+  kind = "hpo" if kind == "hpo_relu" else kind
   config.spg.kind = kind
   if num_replicas > 0:
     config.spg.num_replicas = num_replicas

@@ -24,7 +24,9 @@ def parse_args(argv):
   p.add_argument("--models", default="resnet18_cifar,resnet50_224,cnn1d_mnist1d",
                  help=f"comma-separated names from {sorted(common.MODELS)}")
   p.add_argument("--replicas", default="3", help="SPG T values compared with T=0")
-  p.add_argument("--kinds", default="hpo,nas", help="SPG replica kinds")
+  p.add_argument("--kinds", default="hpo,hpo_relu,nas",
+                 help=f"SPG replica kinds from {list(common.REPLICA_KINDS)} (hpo_relu: the "
+                 f"authors' ReLU replica, pure dropout without parameters)")
   p.add_argument("--batch_size", type=int, default=0, help="0: the config's")
   p.add_argument("--results", default=common.RESULTS_PATH)
   return p.parse_args(argv)
@@ -42,7 +44,8 @@ def measure(model: str, t: int, kind: str, batch_size: int) -> dict:
   key = jax.eval_shape(lambda: jax.random.key(0))
   compiled, _, compile_s = common.timed_compile(engine.train_step, state, batch, key)
   mem = compiled.memory_analysis()
-  row = {"model": model, "variant": f"SPG-{kind.upper()} T={t}" if t else "plain",
+  label = {"hpo": "SPG-HPO", "hpo_relu": "SPG-HPO (ReLU: dropout only)", "nas": "SPG-NAS"}
+  row = {"model": model, "variant": f"{label[kind]} T={t}" if t else "plain",
          "batch": config.batch_size, "params": common.param_count(state.params),
          "param_bytes": common.tree_bytes(state.params),
          "opt_bytes": common.tree_bytes(state.opt_state), "compile_s": compile_s,
@@ -94,7 +97,10 @@ def main(argv=None) -> str:
       f"({device.platform}): arguments (state + batch), temporaries, outputs (of which "
       "aliased to donated arguments). `peak est.` = arguments + temp + outputs - aliased. "
       "SPG's replicas exist only during training: the deployed model (after "
-      "`strip_replicas`) has exactly the plain parameter count.",
+      "`strip_replicas`) has exactly the plain parameter count. SPG-HPO is the paper's "
+      "replica (a residual Linear per replica, which learns); the authors' replica "
+      "(Linear + ReLU, `use_relu=True`) never receives a gradient, so it is built as "
+      "dropout alone and adds no parameters.",
       "",
       table(rows),
   ], args.results)

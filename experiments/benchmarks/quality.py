@@ -104,11 +104,7 @@ def section_for(name: str, config, result) -> str:
 
 def main(argv=None) -> str:
   args = parse_args(argv)
-  names = [d for d in args.datasets.split(",") if d]
-  unknown = [n for n in names if n not in CONFIGS]
-  if unknown:
-    raise SystemExit(f"error: --datasets={args.datasets}: unknown {unknown}; known: "
-                     f"{sorted(CONFIGS)}")
+  names = common.dataset_names(args.datasets, CONFIGS)
   segmentation = [n for n in names if n in SEGMENTATION]
   if segmentation and len(segmentation) != len(names):
     raise SystemExit(f"error: --datasets={args.datasets}: run segmentation ({segmentation}) "

@@ -137,7 +137,8 @@ def main(argv=None) -> str:
       "## 1. Step overhead: SPG train step vs the plain train step",
       "",
       f"The trainer's jitted train step (`spg_jax.train.engine.build_engine` from the "
-      f"experiment configs: SGD momentum, loss normalisation, SPG-{args.kind.upper()} with "
+      f"experiment configs: SGD momentum, SPG-{args.kind.upper()} (HPO: the paper's "
+      f"residual-Linear replica) with "
       f"lambdas 0.4, 0.2, 0.1, ... halving) against the same model's plain step (T = 0, SPG "
       f"off) on the same fixed batch. One process; the variants run interleaved in "
       f"{args.repeats} rounds (rotated order), each round "

@@ -25,6 +25,10 @@ def get_config(arg: str | None = None):
   config.schedule.name = "cosine"
   config.schedule.warmup_steps = _STEPS_PER_EPOCH
   config.checkpoint.every_steps = 5 * _STEPS_PER_EPOCH
+  # SPG settings, named explicitly (spg_jax.config.base_config documents each): the paper's
+  # replica and no loss normalisation, this library's defaults.
+  config.spg.use_relu = False
+  config.spg.normalize = "none"
   if config_lib.variant(arg) == "quick":
     config_lib.quick_tiny_model(config)
     config.schedule.warmup_steps = 1

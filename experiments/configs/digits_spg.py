@@ -14,6 +14,10 @@ def get_config(arg: str | None = None):
   config.eval_every_steps = 250
   config.optimizer.learning_rate = 0.05
   config.schedule.name = "cosine"
+  # SPG settings, named explicitly (spg_jax.config.base_config documents each): the paper's
+  # replica and no loss normalisation, this library's defaults.
+  config.spg.use_relu = False
+  config.spg.normalize = "none"
   if config_lib.variant(arg) == "quick":
     config_lib.quick(config, num_steps=60)
   return config

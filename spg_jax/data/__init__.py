@@ -2,7 +2,8 @@
 
 Public API:
   names()                       known dataset names.
-  dataset_info(name)            DatasetInfo(num_classes, features, task, ignore_label, ...);
+  dataset_info(name, preprocess=None)
+                                DatasetInfo(num_classes, features, task, ignore_label, ...);
                                 `.input_shape` / `.label_shape` for short.
   ArrayDataset(name, splits, num_classes, task=...)
                                 your own in-memory data; every function here that takes a
@@ -14,11 +15,17 @@ Public API:
 An example is a dict of numpy arrays described by `dataset_info(name).features` (`Feature`:
 shape without batch axis, dtype): for the classification datasets `{"input": float32
 [*input_shape], "label": int32 []}`; for "shapes" (synthetic segmentation) `{"input":
-float32 [64, 64, 3], "label": int32 [64, 64]}` with `ignore_label` 255 on object boundaries.
+float32 [64, 64, 3], "label": int32 [64, 64]}` with `ignore_label` 255 on object boundaries;
+for "coco_voc" (COCO 2017 with VOC labels, 21 classes) evaluation examples padded to
+`eval_pad_size` (`{"input": float32 [P, P, 3], "label": int32 [P, P]}`, P = 1040 by
+default) and 480x480 training crops (`DatasetInfo.train_features`).
 Splits are "train", "validation" (carved from the training data, for model selection) and
-"test" (final reports only; ImageNet's public "validation" split). Train-time augmentation
-happens in the pipeline (`make_iterator(..., augment=True)`, the default for "train"),
-never in the source.
+"test" (final reports only; ImageNet's public "validation" split, COCO's val2017).
+Train-time augmentation happens in the pipeline (`make_iterator(..., augment=True)`, the
+default for "train"), never in the source. `preprocess={...}` selects a dataset's
+preprocessing options (`catalog.PREPROCESS_OPTIONS`: ImageNet's crop and resize sizes,
+COCO's base, crop and pad sizes), e.g. `{"eval_resize_size": 480, "eval_crop_size": 480}`
+for EfficientNet-V2-M.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 from jax.sharding import Mesh
 
 from spg_jax import sharding
@@ -42,10 +50,17 @@ __all__ = ["ArrayDataset", "DataIterator", "DatasetInfo", "Feature", "Features",
            "dataset_info", "make_iterator", "make_parts", "make_source", "names"]
 
 
+# Read-ahead of TFDS datasets: grain's default (500 examples) unless that holds more than
+# this many bytes of preprocessed examples (COCO's padded evaluation images are 13 MB each).
+_READ_AHEAD_BYTES = 1 << 30
+_READ_AHEAD_MIN = 16
+
+
 def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
-               validation_fraction: float = 0.1) -> sources.Parts:
+               validation_fraction: float = 0.1,
+               preprocess: dict[str, Any] | None = None) -> sources.Parts:
   """Raw examples of a split with the dataset's eval and (optional) train transforms."""
-  info = dataset_info(name)
+  info = dataset_info(name, preprocess)
   catalog.check_split(split)
   catalog.check_validation_fraction(validation_fraction)
   if info.kind == "arrays":
@@ -55,7 +70,8 @@ def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int 
                                          validation_fraction=validation_fraction)
   else:
     parts = tfds_sources.make_tfds_parts(name, split, data_dir=data_dir,
-                                         validation_fraction=validation_fraction)
+                                         validation_fraction=validation_fraction,
+                                         preprocess_options=preprocess)
   if len(parts.raw) == 0:
     raise ValueError(f"validation_fraction={validation_fraction!r}: leaves split={split!r} "
                      f"of {info.name!r} empty")
@@ -63,7 +79,8 @@ def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int 
 
 
 def make_source(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
-                validation_fraction: float = 0.1) -> Any:
+                validation_fraction: float = 0.1,
+                preprocess: dict[str, Any] | None = None) -> Any:
   """A random-access source of eval-style preprocessed examples.
 
   Args:
@@ -74,13 +91,15 @@ def make_source(name: str, split: str, *, data_dir: str | None = None, seed: int
     seed: the split seed of the embedded datasets (which examples are train / validation /
       test); TFDS splits are fixed (validation = the last `validation_fraction` of "train").
     validation_fraction: share of the training data held out as "validation".
+    preprocess: the dataset's preprocessing options (`catalog.PREPROCESS_OPTIONS`; None
+      or missing keys: the defaults).
 
   Returns:
     `src` with `len(src)` and `src[i]` -> one example as `dataset_info(name).features`
     describes, e.g. `{"input": float32 [*input_shape], "label": int32 []}`.
   """
   parts = make_parts(name, split, data_dir=data_dir, seed=seed,
-                     validation_fraction=validation_fraction)
+                     validation_fraction=validation_fraction, preprocess=preprocess)
   if parts.eval_fn is sources.identity:
     return parts.raw
   return sources.MappedSource(parts.raw, parts.eval_fn)
@@ -91,12 +110,14 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
                   num_epochs: int | None = None, augment: bool | None = None,
                   drop_remainder: bool = True, worker_count: int = 0,
                   validation_fraction: float = 0.1,
-                  read_options: grain.ReadOptions | None = None) -> DataIterator:
+                  read_options: grain.ReadOptions | None = None,
+                  preprocess: dict[str, Any] | None = None) -> DataIterator:
   """Global batches of `split`, sharded over the mesh's `'data'` axis; checkpointable.
 
   Args:
-    name, split, data_dir, validation_fraction: as in `make_source` (the split seed is
-      fixed at 0, so every training seed sees the same train / validation examples).
+    name, split, data_dir, validation_fraction, preprocess: as in `make_source` (the split
+      seed is fixed at 0, so every training seed sees the same train / validation
+      examples).
     global_batch_size: examples per batch over all processes; a multiple of the number of
       devices on the `'data'` axis.
     mesh: from `spg_jax.sharding.make_mesh`.
@@ -111,7 +132,8 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
       Needs absl flags parsed (`absl.app.run`), which grain's workers read.
     read_options: grain's reader threads and read-ahead, counted in examples. Default:
       none for embedded datasets (in-memory arrays: threads only add hand-off latency,
-      ~10x slower per batch), grain's (16 threads, 500 examples) for TFDS datasets.
+      ~10x slower per batch), grain's (16 threads, 500 examples) for TFDS datasets, with
+      the read-ahead cut to about 1 GiB of examples (at least 16) for large ones.
 
   Returns:
     A `DataIterator`: `next(it)` -> `{name: jax.Array [B, *shape]}` for every
@@ -119,15 +141,16 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
     "label": [B] int32}`; "shapes": `"label"` [B, 64, 64] int32) with
     NamedSharding(mesh, P('data')); `get_state()` / `set_state(state)` for checkpointing.
   """
-  info = dataset_info(name)
+  info = dataset_info(name, preprocess)
   catalog.check_split(split)
   sharding.check_batch_divisible(global_batch_size, mesh)
   pipeline.check_pipeline_args(seed=seed, num_epochs=num_epochs, worker_count=worker_count)
   if augment is None:
     augment = split == "train"
-  if read_options is None and info.kind in ("embedded", "arrays"):
-    read_options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
-  parts = make_parts(name, split, data_dir=data_dir, validation_fraction=validation_fraction)
+  if read_options is None:
+    read_options = default_read_options(info, augment)
+  parts = make_parts(name, split, data_dir=data_dir, validation_fraction=validation_fraction,
+                     preprocess=preprocess)
   process_index, process_count = jax.process_index(), jax.process_count()
   dataset = build_dataset(
       parts.raw, parts.eval_fn, parts.train_fn, features=info.features,
@@ -140,4 +163,22 @@ def make_iterator(name: str, split: str, *, global_batch_size: int, mesh: Mesh, 
             "augment": bool(augment), "drop_remainder": drop_remainder,
             "validation_fraction": validation_fraction, "process_count": process_count,
             "num_examples": len(parts.raw)}
+  if info.preprocess:  # only where options exist, so other streams' states stay as they were
+    config["preprocess"] = info.options
   return DataIterator(dataset, mesh, config)
+
+
+def default_read_options(info: DatasetInfo, augment: bool) -> grain.ReadOptions | None:
+  """grain's read options for `make_iterator` (see there): None (grain's default) for TFDS
+  datasets of small examples; no threads for in-memory ones; a shorter read-ahead where
+  grain's 500 examples would hold more than about 1 GiB."""
+  if info.kind in ("embedded", "arrays"):
+    return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+  features = info.train_features if augment and info.train_features else info.features
+  nbytes = sum(int(np.prod(f.shape)) * np.dtype(f.dtype).itemsize for f in features.values())
+  default = grain.ReadOptions()
+  if nbytes * default.prefetch_buffer_size <= _READ_AHEAD_BYTES:
+    return None
+  return grain.ReadOptions(num_threads=default.num_threads,
+                           prefetch_buffer_size=max(_READ_AHEAD_MIN,
+                                                    _READ_AHEAD_BYTES // nbytes))

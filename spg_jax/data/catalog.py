@@ -6,6 +6,10 @@ A dataset is described by its `DatasetInfo`: the task it is for, its number of c
 `{"input": Feature((32, 32, 3), "float32"), "label": Feature((), "int32")}` for a
 classifier, `{"input": Feature((64, 64, 3), "float32"), "label": Feature((64, 64),
 "int32")}` for segmentation. The pipeline pads batches with zeros of these specs.
+
+Some datasets take preprocessing options (`PREPROCESS_OPTIONS`: ImageNet's crop and resize
+sizes, COCO-with-VOC-labels' presets); `dataset_info(name, preprocess={...})` gives the
+info with the shapes those options make.
 """
 from __future__ import annotations
 
@@ -15,10 +19,32 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from spg_jax.data import preprocess as preprocess_lib
 from spg_jax.data import shapes
 
 SPLITS = ("train", "validation", "test")
 KINDS = ("embedded", "tfds", "arrays")
+
+# Preprocessing options, per dataset, with their defaults (torchvision's references). The
+# other datasets have none.
+#   imagenet2012: train_crop_size (RandomResizedCrop), eval_resize_size (the shorter side)
+#     and eval_crop_size (centre crop); `preprocess.EVAL_SIZES` lists the weights cards'
+#     eval values (EfficientNet-V2-M: 480 / 480).
+#   coco_voc: base_size (eval: the shorter side; train: RandomResize(0.5 * base,
+#     2 * base)), crop_size (train RandomCrop) and eval_pad_size (evaluation images are
+#     padded to this square, label 255, so batches have one shape; it must hold the
+#     largest resized image: 2 * base_size holds every aspect ratio up to 2:1).
+PREPROCESS_OPTIONS = types.MappingProxyType({
+    "imagenet2012": types.MappingProxyType({
+        "train_crop_size": preprocess_lib.IMAGENET_CROP,
+        "eval_resize_size": preprocess_lib.IMAGENET_RESIZE,
+        "eval_crop_size": preprocess_lib.IMAGENET_CROP}),
+    "coco_voc": types.MappingProxyType({
+        "base_size": preprocess_lib.SEG_BASE_SIZE,
+        "crop_size": preprocess_lib.SEG_CROP_SIZE,
+        "eval_pad_size": 2 * preprocess_lib.SEG_BASE_SIZE}),
+})
+COCO_VOC_NUM_CLASSES = 21
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +132,11 @@ class DatasetInfo:
       `"arrays"` (a user's `spg_jax.data.ArrayDataset`).
     task: what the dataset is for: `"classification"` (one label per example) or
       `"segmentation"` (one label per pixel).
+    train_features: the specs of augmented training examples where they differ from
+      `features` (COCO with VOC labels: 480x480 training crops, evaluation images padded
+      to `eval_pad_size`); None: the same as `features`.
+    preprocess: the preprocessing options in force, `((name, value), ...)` sorted
+      (`PREPROCESS_OPTIONS` defaults filled in); `options` gives them as a dict.
     ignore_label: the label value of pixels that count for no class (object boundaries;
       255 as in Pascal VOC), or `None` when every label is a class.
     tfds_name: the TFDS builder name (`None` for embedded datasets).
@@ -120,12 +151,22 @@ class DatasetInfo:
   ignore_label: int | None = None
   tfds_name: str | None = None
   tfds_test_split: str | None = None
+  train_features: Mapping[str, Feature] | None = None
+  preprocess: tuple[tuple[str, Any], ...] = ()
 
   def __post_init__(self):
     if not isinstance(self.features, Features):
       object.__setattr__(self, "features", Features(self.features))
+    if self.train_features is not None and not isinstance(self.train_features, Features):
+      object.__setattr__(self, "train_features", Features(self.train_features))
+    object.__setattr__(self, "preprocess", tuple(sorted(dict(self.preprocess).items())))
     if self.kind not in KINDS:
       raise ValueError(f"kind={self.kind!r}: must be one of {list(KINDS)}")
+
+  @property
+  def options(self) -> dict[str, Any]:
+    """The preprocessing options in force, `{name: value}`."""
+    return dict(self.preprocess)
 
   def _feature(self, name: str) -> Feature:
     if name not in self.features:
@@ -153,6 +194,33 @@ def _classifier(name: str, num_classes: int, input_shape: tuple[int, ...], kind:
 
 _SHAPES_SIZE = (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)
 
+
+def _segmentation_features(size: int) -> Features:
+  return Features(input=Feature((size, size, 3), "float32"), label=Feature((size, size), "int32"))
+
+
+def _imagenet(options: Mapping[str, int]) -> DatasetInfo:
+  crop, train_crop = options["eval_crop_size"], options["train_crop_size"]
+  train = (None if train_crop == crop else
+           classification_features((train_crop, train_crop, 3)))
+  return DatasetInfo("imagenet2012", 1000, classification_features((crop, crop, 3)), "tfds",
+                     tfds_name="imagenet2012", tfds_test_split="validation",
+                     train_features=train, preprocess=tuple(options.items()))
+
+
+def _coco_voc(options: Mapping[str, int]) -> DatasetInfo:
+  # torchvision's COCO_WITH_VOC_LABELS_V1 data: COCO 2017 instances as 21 VOC classes;
+  # prepared once with `python -m spg_jax.data.coco_voc`; TFDS "validation" = val2017.
+  return DatasetInfo("coco_voc", COCO_VOC_NUM_CLASSES,
+                     _segmentation_features(options["eval_pad_size"]), "tfds",
+                     task="segmentation", ignore_label=preprocess_lib.SEG_IGNORE,
+                     tfds_name="coco_voc", tfds_test_split="validation",
+                     train_features=_segmentation_features(options["crop_size"]),
+                     preprocess=tuple(options.items()))
+
+
+_WITH_OPTIONS = types.MappingProxyType({"imagenet2012": _imagenet, "coco_voc": _coco_voc})
+
 # Read-only mapping: a constant table, not mutable global state. Embedded datasets first.
 _CATALOG = types.MappingProxyType({
     "digits": _classifier("digits", 10, (8, 8, 1), "embedded"),
@@ -165,8 +233,8 @@ _CATALOG = types.MappingProxyType({
     "mnist": _classifier("mnist", 10, (28, 28, 1), "tfds", "mnist", "test"),
     "cifar10": _classifier("cifar10", 10, (32, 32, 3), "tfds", "cifar10", "test"),
     "cifar100": _classifier("cifar100", 100, (32, 32, 3), "tfds", "cifar100", "test"),
-    "imagenet2012": _classifier("imagenet2012", 1000, (224, 224, 3), "tfds", "imagenet2012",
-                                "validation"),
+    "imagenet2012": _imagenet(PREPROCESS_OPTIONS["imagenet2012"]),
+    "coco_voc": _coco_voc(PREPROCESS_OPTIONS["coco_voc"]),
 })
 
 
@@ -175,19 +243,54 @@ def names() -> list[str]:
   return list(_CATALOG)
 
 
-def dataset_info(name: Any) -> DatasetInfo:
+def dataset_info(name: Any, preprocess: Mapping[str, Any] | None = None) -> DatasetInfo:
   """The `DatasetInfo` of `name` (a catalog name, or a user's dataset object with an
   `info`, e.g. `spg_jax.data.ArrayDataset`); one-line ValueError listing the known names
-  otherwise."""
+  otherwise.
+
+  Args:
+    name: the dataset.
+    preprocess: preprocessing options (`PREPROCESS_OPTIONS[name]` keys; None values and
+      missing keys take the defaults), e.g. `{"eval_resize_size": 480, "eval_crop_size":
+      480}` for imagenet2012, which makes its `features["input"]` `(480, 480, 3)`.
+  """
   if not isinstance(name, str):
     info = getattr(name, "info", None)
     if isinstance(info, DatasetInfo):
+      check_preprocess(info.name, preprocess)
       return info
     raise ValueError(f"dataset={name!r}: must be a dataset name ({names()}) or a "
                      f"spg_jax.data.ArrayDataset")
   if name not in _CATALOG:
     raise ValueError(f"dataset={name!r}: unknown; known datasets are {names()}")
-  return _CATALOG[name]
+  options = check_preprocess(name, preprocess)
+  if not options or options == dict(_CATALOG[name].preprocess):
+    return _CATALOG[name]
+  return _WITH_OPTIONS[name](options)
+
+
+def check_preprocess(name: str, preprocess: Mapping[str, Any] | None) -> dict[str, Any]:
+  """Preprocessing options of dataset `name` with the defaults filled in (`{}` for a
+  dataset without options); one-line ValueError naming the first unknown or bad option.
+
+  None values stand for the default (a config may hold every option as a placeholder).
+  """
+  given = {k: v for k, v in dict(preprocess or {}).items() if v is not None}
+  defaults = PREPROCESS_OPTIONS.get(name, {})
+  for key, value in given.items():
+    if key not in defaults:
+      allowed = (f"its options are {sorted(defaults)}" if defaults else
+                 "it has no preprocessing options")
+      raise ValueError(f"preprocess.{key}={value!r}: not an option of dataset {name!r}; "
+                       f"{allowed}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+      raise ValueError(f"preprocess.{key}={value!r}: must be a positive integer (pixels)")
+  options = {**defaults, **{k: int(v) for k, v in given.items()}}
+  if name == "coco_voc" and options["eval_pad_size"] < options["base_size"]:
+    raise ValueError(f"preprocess.eval_pad_size={options['eval_pad_size']}: must be at "
+                     f"least base_size={options['base_size']} (evaluation images are "
+                     f"resized to it and then padded)")
+  return options
 
 
 def check_split(split: str) -> None:

@@ -9,7 +9,8 @@ head the parameter count equals torchvision's, 35,322,218.
 SPG (`FCNHeadsMixin.spg_attachments`, shared with `FCNSmall`): each head has its own
 attachment, "out" on the head's input map aux["features"] (layer4) and, with the auxiliary
 head, "aux" on aux["layer3"] with loss weight 0.5 (torchvision's recipe: loss = out + 0.5 *
-aux). The heads' SPG copies (`spg_head`, `spg_aux_head`) run in train mode and upsample by
+aux). `bn_running_var` ("biased": Flax, default; "unbiased": torch) reaches every BatchNorm,
+the heads' included. The heads' SPG copies (`spg_head`, `spg_aux_head`) run in train mode and upsample by
 the output stride, so replica logits line up with the base logits [B, H, W, C] when H and W
 are multiples of it (the per-pixel loss then treats every non-ignored pixel as its own
 episode). HPO replicas act per pixel on the channel axis; NAS blocks are dilated Bottlenecks
@@ -46,6 +47,7 @@ class FCNHead(nn.Module):
     train: default mode when `__call__` gets none (Flax's merge_param pattern): the SPG
       copies are fixed to train mode because the wrapper runs replicas only in training and
       calls the head without a mode.
+    bn_running_var: BatchNorm's running-variance rule ("biased": Flax, "unbiased": torch).
   """
   num_classes: int
   inter_channels: int
@@ -53,12 +55,13 @@ class FCNHead(nn.Module):
   upsample_factor: int = 1
   train: Optional[bool] = None
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: Optional[bool] = None) -> jnp.ndarray:
     train = nn.merge_param("train", self.train, train)
-    x = layers.ConvBN(self.inter_channels, 3, dtype=self.dtype, name="conv_bn")(
-        x, train=train)
+    x = layers.ConvBN(self.inter_channels, 3, dtype=self.dtype,
+                      bn_running_var=self.bn_running_var, name="conv_bn")(x, train=train)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Conv(self.num_classes, (1, 1), kernel_init=layers.torch_linear_kernel_init,
                 dtype=self.dtype, name="classifier")(x)
@@ -115,17 +118,25 @@ class FCN(FCNHeadsMixin, nn.Module):
 
   aux: "features" = layer4 map [B, H/8, W/8, 2048] (the input of `head`, also "pre_logits"),
   "layer3" = [B, H/8, W/8, 1024] (the input of `aux_head`), and with aux_loss
-  "aux_logits" [B, H, W, num_classes].
+  "aux_logits" [B, H, W, num_classes]. `bn_running_var`: "biased" (Flax's rule, the default)
+  or "unbiased" (torch's).
   """
   num_classes: int = 21
   aux_loss: bool = True
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
+
+  def __post_init__(self):
+    # Bad settings fail when the model is built, before anything is traced or compiled.
+    layers.check_bn_running_var(self.bn_running_var)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool):
     height, width = x.shape[1:3]
     maps = ResNetBackbone(STAGE_SIZES[50], Bottleneck, "imagenet", (False, True, True),
-                          dtype=self.dtype, name="backbone")(x, train=train)
+                          dtype=self.dtype, bn_running_var=self.bn_running_var,
+                          name="backbone")(x, train=train)
     aux = {"pre_logits": maps["layer4"], "features": maps["layer4"], "layer3": maps["layer3"]}
     logits = upsample_to(self._head(name="head")(maps["layer4"], train=train), height, width)
     if self.aux_loss:
@@ -134,15 +145,17 @@ class FCN(FCNHeadsMixin, nn.Module):
     return logits, aux
 
   def _head(self, **kwargs) -> FCNHead:
-    return FCNHead(self.num_classes, 2048 // 4, dtype=self.dtype, **kwargs)
+    return FCNHead(self.num_classes, 2048 // 4, dtype=self.dtype,
+                   bn_running_var=self.bn_running_var, **kwargs)
 
   def _aux_head(self, **kwargs) -> FCNHead:
-    return FCNHead(self.num_classes, 1024 // 4, dtype=self.dtype, **kwargs)
+    return FCNHead(self.num_classes, 1024 // 4, dtype=self.dtype,
+                   bn_running_var=self.bn_running_var, **kwargs)
 
   def spg_nas_blocks(self) -> tuple[Callable[[], nn.Module], Callable[[], nn.Module]]:
     """NAS block factories for "out" and "aux": Bottlenecks as the stages they extend
     (layer4: 512 planes at dilation 4, layer3: 256 planes at dilation 2), identity at init."""
     def block(planes: int, dilation: int) -> Callable[[], nn.Module]:
       return functools.partial(Bottleneck, planes, dilation=dilation, zero_init_last=True,
-                               dtype=self.dtype)
+                               dtype=self.dtype, bn_running_var=self.bn_running_var)
     return block(512, 4), block(256, 2)

@@ -43,15 +43,23 @@ class FCNSmall(FCNHeadsMixin, nn.Module):
     dropout_rate: dropout inside both heads (FCNHead's 0.1); 0 makes train-mode heads
       deterministic.
     dtype: computation dtype (params stay float32).
+    bn_running_var: BatchNorm's running-variance rule, "biased" (Flax's, the default) or
+      "unbiased" (torch's), for every BatchNorm including the heads'.
   """
   num_classes: int = 6
   widths: Sequence[int] = (16, 32, 64)
   aux_loss: bool = True
   dropout_rate: float = 0.1
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
 
   output_stride: ClassVar[int] = 4
   aux_feature_key: ClassVar[str] = "layer2"
+
+  def __post_init__(self):
+    # Bad settings fail when the model is built, before anything is traced or compiled.
+    layers.check_bn_running_var(self.bn_running_var)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool):
@@ -60,13 +68,12 @@ class FCNSmall(FCNHeadsMixin, nn.Module):
                        f"(stem and stage 1, stage 2, stage 3)")
     height, width = x.shape[1:3]
     x = x.astype(self.dtype)
-    x = layers.ConvBN(self.widths[0], 3, 2, dtype=self.dtype, name="stem")(x, train=train)
-    layer1 = BasicBlock(self.widths[0], dtype=self.dtype, name="layer1")(x, train=train)
-    layer2 = BasicBlock(self.widths[1], strides=2, dtype=self.dtype, name="layer2")(
-        layer1, train=train)
+    bn = dict(dtype=self.dtype, bn_running_var=self.bn_running_var)
+    x = layers.ConvBN(self.widths[0], 3, 2, name="stem", **bn)(x, train=train)
+    layer1 = BasicBlock(self.widths[0], name="layer1", **bn)(x, train=train)
+    layer2 = BasicBlock(self.widths[1], strides=2, name="layer2", **bn)(layer1, train=train)
     # Dilation instead of a third stride, as FCN: a larger receptive field at stride 4.
-    layer3 = BasicBlock(self.widths[2], dilation=2, dtype=self.dtype, name="layer3")(
-        layer2, train=train)
+    layer3 = BasicBlock(self.widths[2], dilation=2, name="layer3", **bn)(layer2, train=train)
     aux = {"pre_logits": layer3, "features": layer3, "layer2": layer2}
     logits = upsample_to(self._head(name="head")(layer3, train=train), height, width)
     if self.aux_loss:
@@ -76,16 +83,16 @@ class FCNSmall(FCNHeadsMixin, nn.Module):
 
   def _head(self, **kwargs) -> FCNHead:
     return FCNHead(self.num_classes, self.widths[2] // 4, dropout_rate=self.dropout_rate,
-                   dtype=self.dtype, **kwargs)
+                   dtype=self.dtype, bn_running_var=self.bn_running_var, **kwargs)
 
   def _aux_head(self, **kwargs) -> FCNHead:
     return FCNHead(self.num_classes, self.widths[1] // 4, dropout_rate=self.dropout_rate,
-                   dtype=self.dtype, **kwargs)
+                   dtype=self.dtype, bn_running_var=self.bn_running_var, **kwargs)
 
   def spg_nas_blocks(self) -> tuple[Callable[[], nn.Module], Callable[[], nn.Module]]:
     """NAS block factories for "out" and "aux": BasicBlocks as stage 3 (dilation 2) and
     stage 2, identity at init on their non-negative (post-ReLU) maps."""
     return (functools.partial(BasicBlock, self.widths[2], dilation=2, zero_init_last=True,
-                              dtype=self.dtype),
+                              dtype=self.dtype, bn_running_var=self.bn_running_var),
             functools.partial(BasicBlock, self.widths[1], zero_init_last=True,
-                              dtype=self.dtype))
+                              dtype=self.dtype, bn_running_var=self.bn_running_var))

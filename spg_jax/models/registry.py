@@ -1,11 +1,16 @@
-"""Model registry: `get(name, **kwargs)` builds a model by name; `names()` lists them."""
+"""Model registry: `get(name, **kwargs)` builds a model by name; `names()` lists them.
+
+torchvision's spellings are accepted as aliases (`vit_b_16` is `vit_b16`; `resnet50`,
+`mobilenet_v2`, `efficientnet_v2_m` and `fcn_resnet50` are spelled alike in both);
+`canonical_name(name)` resolves one, `aliases()` lists them; `names()` lists canonical names.
+"""
 import functools
 import types
-from typing import Callable, Tuple
+from typing import Callable, Mapping, Tuple
 
 import flax.linen as nn
 
-from spg_jax.models import fcn, fcn_small, mobilenet, resnet, small, vit
+from spg_jax.models import efficientnet, fcn, fcn_small, mobilenet, resnet, small, vit
 
 # Read-only: building a model never changes this table.
 _BUILDERS: types.MappingProxyType = types.MappingProxyType({
@@ -14,6 +19,7 @@ _BUILDERS: types.MappingProxyType = types.MappingProxyType({
     "resnet50": functools.partial(resnet.resnet, 50),
     "resnet101": functools.partial(resnet.resnet, 101),
     "mobilenet_v2": mobilenet.MobileNetV2,
+    "efficientnet_v2_m": efficientnet.efficientnet_v2_m,
     "vit_ti16": functools.partial(vit.vit, "ti", 16),
     "vit_s16": functools.partial(vit.vit, "s", 16),
     "vit_b16": functools.partial(vit.vit, "b", 16),
@@ -23,19 +29,41 @@ _BUILDERS: types.MappingProxyType = types.MappingProxyType({
     "fcn_small": fcn_small.FCNSmall,
 })
 
+# torchvision's model-builder names that differ from ours: alias -> canonical name.
+_ALIASES: types.MappingProxyType = types.MappingProxyType({
+    "vit_b_16": "vit_b16",
+})
+
 
 def names() -> Tuple[str, ...]:
-  """The registered model names, sorted."""
+  """The registered (canonical) model names, sorted."""
   return tuple(sorted(_BUILDERS))
 
 
+def aliases() -> Mapping[str, str]:
+  """Other accepted spellings (torchvision's): alias -> canonical name."""
+  return dict(_ALIASES)
+
+
+def canonical_name(name: str) -> str:
+  """`name` itself if registered, the canonical name of an alias, else a one-line ValueError
+  listing the known names."""
+  if name in _BUILDERS:
+    return name
+  if name in _ALIASES:
+    return _ALIASES[name]
+  aliases_text = ", ".join(f"{a} = {c}" for a, c in sorted(_ALIASES.items()))
+  raise ValueError(f"Unknown model {name!r}; known models: {', '.join(names())} (aliases: "
+                   f"{aliases_text})")
+
+
 def get(name: str, **kwargs) -> nn.Module:
-  """Builds model `name` with constructor kwargs (num_classes, dtype, stem, image_size, ...).
+  """Builds model `name` (or an alias) with constructor kwargs (num_classes, dtype, stem,
+  image_size, bn_running_var, spg_attach, ...).
 
   Raises:
-    ValueError: unknown name (the message lists the known ones).
+    ValueError: unknown name (the message lists the known ones), or a bad setting the model
+      checks when it is built.
   """
-  builder: Callable[..., nn.Module] = _BUILDERS.get(name)
-  if builder is None:
-    raise ValueError(f"Unknown model {name!r}; known models: {', '.join(names())}")
+  builder: Callable[..., nn.Module] = _BUILDERS[canonical_name(name)]
   return builder(**kwargs)

@@ -2,7 +2,9 @@
 
 At 1000 classes the parameter counts equal torchvision's: 11,689,512 / 21,797,672 /
 25,557,032 / 44,549,160. Parameters: `params["backbone"]` (stem and layer1..layer4) and
-`params["head"]` (the classifier, shared with SPG replicas).
+`params["head"]` (the classifier, shared with SPG replicas). `bn_running_var` chooses
+BatchNorm's running-variance rule ("biased": Flax's, the default; "unbiased": torch's, so that
+retraining a converted torchvision checkpoint updates the statistics as torch does).
 """
 import functools
 from typing import Any, Callable, ClassVar, Dict, Sequence, Tuple, Type
@@ -26,16 +28,19 @@ class ResidualBlock(nn.Module):
       and the block is the identity on non-negative inputs (SPG NAS replicas). The conv before
       it keeps its random init, so the scale receives gradient from the first step; zeroing
       that conv as well would leave both with zero gradient forever.
+    bn_running_var: BatchNorm's running-variance rule ("biased": Flax, "unbiased": torch).
   """
   planes: int
   strides: int = 1
   dilation: int = 1
   zero_init_last: bool = False
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
   expansion: ClassVar[int] = 1
 
   def _conv_bn(self, *args, **kwargs) -> layers.ConvBN:
-    return layers.ConvBN(*args, dtype=self.dtype, **kwargs)
+    return layers.ConvBN(*args, dtype=self.dtype, bn_running_var=self.bn_running_var,
+                         **kwargs)
 
   def _shortcut(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     """Identity, or torchvision's 1x1 ConvBN "downsample" when the shape changes."""
@@ -83,12 +88,14 @@ class ResNetBackbone(nn.Module):
     stem: "imagenet" (7x7/2 conv + 3x3/2 max-pool) or "cifar" (3x3/1 conv, no pool).
     replace_stride_with_dilation: per stage 2..4, trade the stride for dilation as
       torchvision does (FCN uses (False, True, True): output stride 8).
+    bn_running_var: BatchNorm's running-variance rule ("biased": Flax, "unbiased": torch).
   """
   stage_sizes: Sequence[int]
   block_cls: Type[nn.Module]
   stem: str = "imagenet"
   replace_stride_with_dilation: Tuple[bool, bool, bool] = (False, False, False)
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> Dict[str, jnp.ndarray]:
@@ -99,10 +106,12 @@ class ResNetBackbone(nn.Module):
     """
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
-      x = layers.ConvBN(64, 7, 2, dtype=self.dtype, name="stem")(x, train=train)
+      x = layers.ConvBN(64, 7, 2, dtype=self.dtype, bn_running_var=self.bn_running_var,
+                        name="stem")(x, train=train)
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     elif self.stem == "cifar":
-      x = layers.ConvBN(64, 3, 1, dtype=self.dtype, name="stem")(x, train=train)
+      x = layers.ConvBN(64, 3, 1, dtype=self.dtype, bn_running_var=self.bn_running_var,
+                        name="stem")(x, train=train)
     else:
       raise ValueError(f"Unknown ResNet stem {self.stem!r}; known: 'imagenet', 'cifar'")
     maps = {}
@@ -117,7 +126,8 @@ class ResNetBackbone(nn.Module):
         # As torchvision: the first block of a dilated stage still uses the old dilation.
         x = self.block_cls(64 * 2**stage, strides=strides if i == 0 else 1,
                            dilation=previous_dilation if i == 0 else dilation,
-                           dtype=self.dtype, name=f"layer{stage + 1}_{i}")(x, train=train)
+                           dtype=self.dtype, bn_running_var=self.bn_running_var,
+                           name=f"layer{stage + 1}_{i}")(x, train=train)
       maps[f"layer{stage + 1}"] = x
     return maps
 
@@ -127,17 +137,25 @@ class ResNet(layers.ClassifierHeadMixin, nn.Module):
 
   `__call__(x [B, H, W, 3], train) -> (logits [B, num_classes], aux)` with aux keys
   "pre_logits" [B, 512 e] (pooled, the head's input), "features" (layer4 map) and "layer3".
+  `bn_running_var`: "biased" (Flax's rule, the default) or "unbiased" (torch's).
   """
   stage_sizes: Sequence[int]
   block_cls: Type[nn.Module]
   num_classes: int = 1000
   stem: str = "imagenet"
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
+
+  def __post_init__(self):
+    # Bad settings fail when the model is built, before anything is traced or compiled.
+    layers.check_bn_running_var(self.bn_running_var)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool):
     maps = ResNetBackbone(self.stage_sizes, self.block_cls, self.stem, dtype=self.dtype,
-                          name="backbone")(x, train=train)
+                          bn_running_var=self.bn_running_var, name="backbone")(
+                              x, train=train)
     pre_logits = layers.global_avg_pool(maps["layer4"])
     logits = self.make_head(name="head")(pre_logits)
     return logits, {"pre_logits": pre_logits, "features": maps["layer4"],
@@ -150,13 +168,14 @@ class ResNet(layers.ClassifierHeadMixin, nn.Module):
   def spg_nas_block(self) -> Callable[[], nn.Module]:
     """Factory of one NAS replica block: this ResNet's own block kind at layer4's width."""
     return functools.partial(self.block_cls, planes=64 * 2**(len(self.stage_sizes) - 1),
-                             zero_init_last=True, dtype=self.dtype)
+                             zero_init_last=True, dtype=self.dtype,
+                             bn_running_var=self.bn_running_var)
 
 
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 def resnet(depth: int, **kwargs) -> ResNet:
-  """ResNet-`depth` (18, 34, 50 or 101); kwargs: num_classes, stem, dtype."""
+  """ResNet-`depth` (18, 34, 50 or 101); kwargs: num_classes, stem, dtype, bn_running_var."""
   block_cls = BasicBlock if depth < 50 else Bottleneck
   return ResNet(STAGE_SIZES[depth], block_cls, **kwargs)

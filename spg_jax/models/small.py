@@ -54,17 +54,26 @@ class DigitsCNN(layers.ClassifierHeadMixin, nn.Module):
 
   ConvBN 3x3 units with widths (16, 32, 64) and strides (1, 2, 2): features [B, 2, 2, 64],
   whose receptive field covers the whole 8x8 image, so global average pooling loses little.
+  `bn_running_var`: BatchNorm's running-variance rule, "biased" (Flax's, the default) or
+  "unbiased" (torch's).
   """
   num_classes: int = 10
   widths: tuple = (16, 32, 64)
   dtype: Dtype = jnp.float32
+  bn_running_var: str = "biased"
+
+  def __post_init__(self):
+    # Bad settings fail when the model is built, before anything is traced or compiled.
+    layers.check_bn_running_var(self.bn_running_var)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool):
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       x = layers.ConvBN(width, 3, 1 if i == 0 else 2, dtype=self.dtype,
-                        name=f"conv{i + 1}")(x, train=train)
+                        bn_running_var=self.bn_running_var, name=f"conv{i + 1}")(
+                            x, train=train)
     pre_logits = layers.global_avg_pool(x)
     logits = self.make_head(name="head")(pre_logits)
     return logits, {"pre_logits": pre_logits, "features": x}
@@ -76,4 +85,4 @@ class DigitsCNN(layers.ClassifierHeadMixin, nn.Module):
   def spg_nas_block(self) -> Callable[[], nn.Module]:
     """Factory of one NAS replica block: a ResNet BasicBlock, identity at init."""
     return functools.partial(BasicBlock, self.widths[-1], zero_init_last=True,
-                             dtype=self.dtype)
+                             dtype=self.dtype, bn_running_var=self.bn_running_var)

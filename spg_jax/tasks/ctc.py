@@ -26,8 +26,12 @@ class CTC(ConfigurableInputs, Task):
   target tokens, `label_paddings [B, N]` (1.0 on padding). Model output: frame logits
   `[B, L, C]`; `aux["logit_paddings"] [B, L]` marks padded frames. Loss per step: optax's CTC
   loss; a step is correct when at least `threshold` of the target tokens match its greedy
-  decoding position by position (the reference's rule). Eval metrics: `wer` (the selection
-  metric, lower is better) and `cer` over the split, with words split at
+  decoding position by position (the reference's rule). A sequence with no possible
+  alignment (more target tokens, plus a blank between equal neighbours, than real frames)
+  has an infinite loss, as in torch: the run stops at that step naming the term (or
+  `skip_nonfinite` skips the step); `zero_infinity=True` gives such sequences loss 0 and no
+  gradient instead (torch's and Hugging Face's `ctc_zero_infinity`). Eval metrics: `wer`
+  (the selection metric, lower is better) and `cer` over the split, with words split at
   `word_delimiter` (wav2vec2's "|" token id; None: every token is a word), and `loss`.
   """
   name = "ctc"
@@ -40,9 +44,13 @@ class CTC(ConfigurableInputs, Task):
   blank_id: int = 0
   threshold: float = 0.5
   word_delimiter: int | None = None
+  zero_infinity: bool = False
 
   def __post_init__(self):
     super().__post_init__()
+    if not isinstance(self.zero_infinity, bool):
+      raise ValueError(f"config.task.zero_infinity={self.zero_infinity!r}: must be True or "
+                       f"False")
     if not 0.0 < self.threshold <= 1.0:
       raise ValueError(f"config.task.threshold={self.threshold!r}: must be in (0, 1]")
     if not 0 <= self.blank_id < max(self.num_classes, 1):
@@ -60,7 +68,7 @@ class CTC(ConfigurableInputs, Task):
     del label_smoothing  # CTC has no per-class targets to smooth
     return ctc_terms(outputs, self._paddings(aux, outputs), batch["label"],
                      batch["label_paddings"].astype(jnp.float32), self.threshold,
-                     self.blank_id)
+                     self.blank_id, self.zero_infinity)
 
   def eval_batch(self, outputs: jax.Array, batch: Mapping[str, Any], aux: Mapping[str, Any],
                  weights: jax.Array) -> dict[str, jax.Array]:
@@ -68,7 +76,7 @@ class CTC(ConfigurableInputs, Task):
     paddings = self._paddings(aux, outputs)
     terms = ctc_terms(outputs[:, None], paddings, batch["label"],
                       batch["label_paddings"].astype(jnp.float32), self.threshold,
-                      self.blank_id)
+                      self.blank_id, self.zero_infinity)
     tokens, lengths = jax.vmap(greedy_ctc_decode, in_axes=(0, 0, None))(
         outputs, paddings, self.blank_id)
     return {"tokens": tokens, "lengths": lengths, "label": batch["label"],

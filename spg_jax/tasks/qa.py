@@ -13,20 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spg_jax.correctness import qa_correct
-from spg_jax.losses import StepTerms, step_cross_entropy
+from spg_jax.losses import StepTerms, qa_terms, qa_window_positions
 from spg_jax.tasks import metrics
 from spg_jax.tasks.base import ConfigurableInputs, Task
 from spg_jax.tasks.sequence import TEXT_INPUTS
 
 START, END = "start_logits", "end_logits"
-
-
-def _window_positions(positions: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
-  """(positions clamped as Hugging Face does, in-window bool): HF clamps to [0, L] and
-  ignores position L, so answers outside the window do not count."""
-  clamped = jnp.clip(positions, 0, length)
-  return jnp.where(clamped < length, clamped, 0), clamped < length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +43,8 @@ class ExtractiveQA(ConfigurableInputs, Task):
   def terms(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, Any],
             aux: Mapping[str, Any], label_smoothing: float = 0.0) -> StepTerms:
     del aux
-    start_logits, end_logits = outputs[START], outputs[END]  # [B, T+1, L]
-    length = start_logits.shape[-1]
-    start, start_ok = _window_positions(batch["start_positions"], length)
-    end, end_ok = _window_positions(batch["end_positions"], length)
-    losses = 0.5 * (step_cross_entropy(start_logits, start, label_smoothing, step_axis=1)
-                    + step_cross_entropy(end_logits, end, label_smoothing, step_axis=1))
-    correct = qa_correct(start_logits, end_logits, start, end, step_axis=1)
-    return StepTerms(losses, correct, (start_ok & end_ok).astype(jnp.float32))
+    return qa_terms(outputs[START], outputs[END], batch["start_positions"],
+                    batch["end_positions"], label_smoothing)
 
   def train_metrics(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, Any],
                     terms: StepTerms, survival: jax.Array) -> dict[str, jax.Array]:
@@ -70,8 +56,8 @@ class ExtractiveQA(ConfigurableInputs, Task):
   def _span_sums(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, Any],
                  weights: jax.Array | None) -> dict[str, jax.Array]:
     length = outputs[START].shape[-1]
-    start, start_ok = _window_positions(batch["start_positions"], length)
-    end, end_ok = _window_positions(batch["end_positions"], length)
+    start, start_ok = qa_window_positions(batch["start_positions"], length)
+    end, end_ok = qa_window_positions(batch["end_positions"], length)
     valid = (start_ok & end_ok).astype(jnp.float32)
     if weights is not None:
       valid = valid * weights

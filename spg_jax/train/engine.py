@@ -46,7 +46,8 @@ class ModelSpec:
 class SPGSpec:
   """The replicas and the loss. `num_replicas` is 0 (and rates/lambdas empty) without SPG;
   `rates` are the configured per-replica rates (the replicas' defaults; the step always
-  passes the traced controller rates)."""
+  passes the traced controller rates). The fields are `config.spg`'s (see
+  `spg_jax.config.base_config`)."""
   enabled: bool
   kind: str
   num_replicas: int
@@ -57,6 +58,8 @@ class SPGSpec:
   form: str
   normalize: str
   label_smoothing: float
+  base_denominator: str = "valid"
+  head_batch_stats: str = "base"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +141,9 @@ def spec_from_config(config: Any, mesh: Mesh, info: Any, model: nn.Module | None
           rates=rates if spg.enabled else (), lambdas=lambdas if spg.enabled else (),
           depth=int(spg.depth), use_relu=bool(spg.use_relu), form=spg.form,
           normalize=spg.normalize if spg.enabled else "none",
-          label_smoothing=float(spg.label_smoothing)),
+          label_smoothing=float(spg.label_smoothing),
+          base_denominator=spg.base_denominator,
+          head_batch_stats=spg.head_batch_stats),
       optimizer=OptimizerSpec(
           name=config.optimizer.name, nesterov=bool(config.optimizer.nesterov),
           schedule=config.schedule.name,
@@ -177,7 +182,8 @@ def build_model(spec: StaticSpec) -> tuple[nn.Module, nn.Module, dict]:
   if not spec.spg.enabled:
     return base, base, heads
   model = spg_model.build_spg_model(base, heads, spec.spg.kind, spec.spg.num_replicas,
-                              spec.spg.rates, spec.spg.depth, spec.spg.use_relu)
+                                    spec.spg.rates, spec.spg.depth, spec.spg.use_relu,
+                                    spec.spg.head_batch_stats)
   return model, base, heads
 
 

@@ -91,11 +91,28 @@ def _base_variables(variables: dict, spg_enabled: bool) -> dict:
 
 
 # ------------------------------------------------------------------------- data
+def preprocess_options(config: Any) -> dict | None:
+  """`config.dataset.preprocess` as a plain dict (None values: the dataset's defaults), or
+  None for a config without the section."""
+  options = config.dataset.get("preprocess")
+  return None if options is None else dict(options)
+
+
+def dataset_info(config: Any, dataset: Any = None) -> Any:
+  """The `DatasetInfo` of the run: a user's `dataset`, or `config.dataset.name` with the
+  config's preprocessing options (which set, e.g., ImageNet's crop size)."""
+  if dataset is not None:
+    return data.dataset_info(dataset)
+  return data.dataset_info(config.dataset.name, preprocess_options(config))
+
+
 def _iterator(config: Any, split: str, mesh: Any, dataset: Any, *, train: bool
               ) -> data.DataIterator:
   """Batches of `split`: training (shuffled, repeated, `config.seed`) or one padded pass."""
   kwargs = dict(mesh=mesh, data_dir=config.dataset.data_dir,
                 validation_fraction=config.dataset.validation_fraction)
+  if dataset is None:
+    kwargs["preprocess"] = preprocess_options(config)
   if train:
     kwargs.update(global_batch_size=config.batch_size, seed=config.seed)
   else:
@@ -255,7 +272,7 @@ def train_and_evaluate(config: Any, workdir: str, *, init_variables: dict | None
   config_lib.validate_config(config, custom_model=model is not None,
                              custom_dataset=dataset)
   _check_workdir(workdir)
-  info = data.dataset_info(config.dataset.name if dataset is None else dataset)
+  info = dataset_info(config, dataset)
   mesh = sharding.make_mesh(config.num_devices or None)
   spec = engine_lib.spec_from_config(config, mesh, info, model)
   spec.task.check_features(info.features, info.name)

@@ -24,34 +24,54 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "poly")
+WARMUP_METHODS = ("linear", "constant")
 LR_SCALE = "lr_scale"
 
 
 def schedule_factor(name: str, num_steps: int, *, decay_every_steps: int = 0,
-                    decay_factor: float = 0.5, warmup_steps: int = 0) -> optax.Schedule:
+                    decay_factor: float = 0.5, warmup_steps: int = 0,
+                    warmup_method: str = "linear", warmup_factor: float | None = None,
+                    power: float = 0.9) -> optax.Schedule:
   """A multiplier schedule `count -> factor` with peak 1.
 
   Args:
     name: "constant"; "step" (x`decay_factor` every `decay_every_steps` steps, counted after
-      warm-up; the reference uses x0.5 every 10 epochs); "cosine" (to 0 at `num_steps`).
+      warm-up; the reference uses x0.5 every 10 epochs); "cosine" (to 0 at `num_steps`);
+      "poly" (`(1 - t / T) ** power` over the T steps after warm-up: torchvision's
+      segmentation recipe, `PolynomialLR(power=0.9)`).
     num_steps: total training steps.
-    warmup_steps: linear warm-up over this many steps, 1/warmup_steps at step 0 up to 1
-      (so the first step already moves); 0: none.
+    warmup_steps: warm-up steps before the main schedule (0: none).
+    warmup_method: "linear" (from `warmup_factor` up to 1; torch's `LinearLR`) or
+      "constant" (`warmup_factor` throughout; torch's `ConstantLR`, which torchvision's
+      segmentation script can set to 0 so the first epochs only update BatchNorm statistics).
+    warmup_factor: the warm-up's start (linear) or value (constant); None: 1/warmup_steps
+      for linear (so the first step already moves), 1/3 for constant (torch's default).
+    power: exponent of "poly".
   """
   if name not in SCHEDULES:
     raise ValueError(f"schedule.name={name!r}: must be one of {SCHEDULES}")
+  if warmup_method not in WARMUP_METHODS:
+    raise ValueError(f"schedule.warmup_method={warmup_method!r}: must be one of "
+                     f"{WARMUP_METHODS}")
   main_steps = max(num_steps - warmup_steps, 1)
   if name == "constant":
     main = optax.constant_schedule(1.0)
   elif name == "step":
     main = optax.exponential_decay(1.0, transition_steps=max(decay_every_steps, 1),
                                    decay_rate=decay_factor, staircase=True)
+  elif name == "poly":
+    main = optax.polynomial_schedule(1.0, 0.0, power, transition_steps=main_steps)
   else:
     main = optax.cosine_decay_schedule(1.0, decay_steps=main_steps)
   if warmup_steps <= 0:
     return main
-  warmup = optax.linear_schedule(1.0 / warmup_steps, 1.0, transition_steps=warmup_steps - 1)
+  if warmup_method == "constant":
+    warmup = optax.constant_schedule(1.0 / 3.0 if warmup_factor is None
+                                    else float(warmup_factor))
+  else:
+    start = 1.0 / warmup_steps if warmup_factor is None else float(warmup_factor)
+    warmup = optax.linear_schedule(start, 1.0, transition_steps=warmup_steps - 1)
   return optax.join_schedules([warmup, main], boundaries=[warmup_steps])
 
 

@@ -22,9 +22,10 @@ from spg_jax.train import controller
 from spg_jax.train import health as health_lib
 from spg_jax.train import optim
 
-# How SPG's loss normalisation `stop_gradient(exp(L_base - L_total))` is applied: not at all,
-# to the loss, or to the step size (the optimizer's injected lr_scale; equal for plain SGD).
-NORMALIZE_MODES = ("none", "loss", "lr")
+# How SPG's loss normalisation `stop_gradient(exp(L_base - L_total))` is applied: not at all
+# (what the authors' runs did in effect), to the loss (what they intended), or to the step
+# size (the optimizer's injected lr_scale; equal to "loss" for plain SGD).
+NORMALIZE_MODES = losses_lib.NORMALIZE_MODES
 
 
 def _head_weight(attachment: Any) -> float:
@@ -53,7 +54,8 @@ def _head_loss(terms: losses_lib.StepTerms, spg: Any) -> tuple[jax.Array, dict]:
     return loss, {"loss_total": loss, "loss_base": loss, "loss_replicas": jnp.zeros((0,)),
                   "survival": stats["survival"],
                   "mean_episode_length": stats["mean_episode_length"]}
-  total, metrics = losses_lib.spg_loss(terms, spg.lambdas, spg.form, normalize=False)
+  total, metrics = losses_lib.spg_loss(terms, spg.lambdas, spg.form, normalize="none",
+                                       base_denominator=spg.base_denominator)
   return total, metrics
 
 
@@ -66,7 +68,7 @@ def spg_objective(head_terms: Mapping[str, losses_lib.StepTerms],
     head_terms: head name -> `StepTerms` (`[B, T+1, *E]`; T = 0 without SPG); "out" is the
       main head.
     head_weights: head name -> weight in the total.
-    spg: the run's `SPGSpec` (lambdas, form, normalize).
+    spg: the run's `SPGSpec` (lambdas, form, normalize, base_denominator).
   Returns:
     (loss, metrics): `loss`, `loss_base`, `loss_replicas [T]`, `survival [T+1]` (index 0 =
     the base's train accuracy), `mean_episode_length` of the main head, `norm_factor` of
