@@ -8,7 +8,11 @@ import pathlib
 import pytest
 
 from experiments import main as experiments_main
+from spg_jax import models
 from spg_jax import protocol
+from spg_jax.train import loop
+
+import test_data_coco_voc
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*_paper.py"))
@@ -44,6 +48,31 @@ def test_recipe_needs_a_checkpoint_and_names_its_spg_settings(name, tmp_path):
         3, (0.4, 0.2, 0.1), "none", True)
   budgets = {(c.num_steps, c.batch_size) for c in arms.values()}
   assert len(budgets) == 1  # same budget in every arm
+  # The full-size model with the recipe's kwargs builds and gives both attachments (no
+  # compilation: the kwargs are checked when the module is constructed).
+  model = models.get(config.model.name, **config.model.kwargs)
+  assert set(models.spg_attachments(model, "hpo")) == set(models.spg_attachments(model, "nas"))
+
+
+@pytest.mark.parametrize("name", [r for r in RECIPES if r != "imagenet_resnet50_paper"])
+def test_quick_recipe_trains_its_spg_arm_two_steps(name, tmp_path):
+  """Each recipe's data pipeline, schedule and SPG settings with the tiny model (the ResNet-50
+  recipe runs its whole protocol below): 2 steps of the SPG-HPO arm."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = _config(name, "quick")
+  stage = protocol.arm_stage_configs(config, 0)["spg_hpo"]
+  stage.num_steps, stage.eval_every_steps, stage.num_devices = 2, 2, 1
+  if stage.dataset.name == "coco_voc":  # a tiny COCO folder, built as a user would
+    from spg_jax.data import coco_voc  # pylint: disable=g-import-not-at-top
+    coco_dir = test_data_coco_voc.write_coco(str(tmp_path / "coco"))
+    stage.dataset.data_dir = str(tmp_path / "tfds")
+    assert coco_voc.main([f"--coco_dir={coco_dir}",
+                          f"--data_dir={stage.dataset.data_dir}"]) == 0
+    result = loop.train_and_evaluate(stage, str(tmp_path / "run"))
+  else:
+    with tfds.testing.mock_data(num_examples=24):
+      result = loop.train_and_evaluate(stage, str(tmp_path / "run"))
+  assert result.num_steps == 2 and 0.0 <= result.best_val_score <= 1.0
 
 
 def test_quick_recipe_runs_and_evaluate_mode_reproduces_its_base_row(tmp_path):
