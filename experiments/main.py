@@ -21,19 +21,48 @@ Flags live here only. Exit status:
        batches after the first one: without saving anything of theirs).
   3    diverged: one line `error: step N: non-finite <term> ...`; the last checkpoint is
        kept (`--config.skip_nonfinite=True` skips such steps instead).
-  143  preempted: SIGTERM arrived; a checkpoint of the current step is on disk and the same
-       command resumes from it (128 + SIGTERM, so job systems see "terminated").
+  143  preempted: SIGTERM arrived; the same command resumes (128 + SIGTERM, so job systems
+       see "terminated"). One line `stopped: preempted (SIGTERM) ...` says where: at any
+       moment, any number of signals; the run finishes the step (evaluation, save, export)
+       it is in, saves a checkpoint of the last finished step unless one is on disk, waits
+       for it and exits; during start-up nothing is written; a protocol keeps its
+       finished runs and does not retrain them.
   130  interrupted: SIGINT (Ctrl-C), handled like SIGTERM (128 + SIGINT).
+Forced exit: the third stop request exits at once with 143 / 130 (128 + that signal) and
+  one line `stopped: forced exit ...`; signals less than 1 s apart are one request (make,
+  launchers and job systems send copies at once), so press Ctrl-C three times, a second
+  apart. Nothing is saved then, but only complete checkpoints remain (each is written to a
+  temporary folder and renamed when whole; a rerun moves an unfinished one aside), so the
+  same command resumes, losing the steps since the last checkpoint. The exit waits for a
+  running XLA compilation or device call to return; SIGKILL is the instant stop.
+A signal that arrives after the work is done (the run's results are complete) ends with 0.
 A SIGKILL loses only the steps since the last checkpoint (`--config.checkpoint.every_steps`).
 """
-import json
-import os
+import signal
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+
+def record_stop_signals() -> list[int]:
+  """Makes SIGTERM and SIGINT append their number to the returned list and nothing else (no
+  lock, no I/O), until `run_and_exit` installs the trainer's handler and takes them over:
+  a stop signal during start-up (imports, flag parsing) then stops the run cleanly
+  instead of killing the process (SIGTERM) or raising KeyboardInterrupt (SIGINT)."""
+  received: list[int] = []
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, lambda number, frame: received.append(number))
+  return received
+
+
+# Run as a program: from the first line, before the heavy imports below.
+_STARTUP_SIGNALS = record_stop_signals() if __name__ == "__main__" else []
+
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -100,31 +129,45 @@ def run(config, workdir: str):
   return loop.train_and_evaluate(config, workdir)
 
 
-def run_and_exit(config, workdir: str) -> None:
-  """`run`, a one-line summary or error, and `sys.exit` with the status documented above."""
+def run_and_exit(config, workdir: str, startup_signals=()) -> None:
+  """`run`, a one-line summary or error, and `sys.exit` with the status documented above.
+
+  SIGTERM and SIGINT only request a stop while inside (`spg_jax.train.preemption`);
+  `startup_signals`: those `record_stop_signals` received before."""
   from spg_jax.train import preemption  # pylint: disable=g-import-not-at-top  (after flags)
-  try:
-    result = run(config, workdir)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-  except FloatingPointError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(EXIT_DIVERGED)
-  except preemption.Preempted as e:
-    print(f"stopped: {e}", file=sys.stderr)
-    sys.exit(e.exit_code)
-  if isinstance(result, dict):  # evaluate mode: already printed
-    pass
-  elif hasattr(result, "selection_metric"):  # a TrainResult: summarise, skip the arrays
-    metric = result.selection_metric
-    print(f"steps={result.num_steps} best_step={result.best_step} "
-          f"best_val_{metric}={result.best_val_score:.4f} "
-          f"test_{metric}={result.test_score} skipped_steps={result.skipped_steps} "
-          f"wall_time_s={result.wall_time_s:.1f}")
-  else:
-    print(result)
-  sys.exit(0)
+  # sys.exit inside: the status is decided here, the request is never passed on.
+  with preemption.stop_requests(pending=startup_signals) as stop:
+    try:
+      if stop.is_set() and not config.get("multihost", False):
+        # Before anything is built (with several processes, the library's first stop
+        # point decides, in agreement).
+        raise stop.preempted(detail="during start-up; nothing was written")
+      if config.get("mode", "train") == "evaluate" and preemption.requested(stop):
+        raise stop.preempted(detail="before the evaluation; nothing was written")
+      result = run(config, workdir)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(EXIT_BAD_INPUT)
+    except FloatingPointError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(EXIT_DIVERGED)
+    except preemption.Preempted as e:
+      print(f"stopped: {e}", file=sys.stderr)
+      sys.exit(e.exit_code)
+    if isinstance(result, dict):  # evaluate mode: already printed
+      pass
+    elif hasattr(result, "selection_metric"):  # a TrainResult: summarise, skip the arrays
+      metric = result.selection_metric
+      print(f"steps={result.num_steps} best_step={result.best_step} "
+            f"best_val_{metric}={result.best_val_score:.4f} "
+            f"test_{metric}={result.test_score} skipped_steps={result.skipped_steps} "
+            f"wall_time_s={result.wall_time_s:.1f}")
+    else:
+      print(result)
+    if stop.is_set():
+      print(f"note: {signal.Signals(stop.signum).name} arrived after the work was done; "
+            f"nothing to resume", file=sys.stderr)
+    sys.exit(0)
 
 
 def main(argv):
@@ -134,19 +177,66 @@ def main(argv):
     # orbax logs every save at INFO (thousands of lines per protocol run); warnings (e.g. a
     # damaged checkpoint moved aside) still show. `--verbosity=0` brings INFO back.
     logging.set_verbosity(logging.WARNING)
-  run_and_exit(_CONFIG.value, _WORKDIR.value)
+  run_and_exit(_CONFIG.value, _WORKDIR.value, _STARTUP_SIGNALS)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+  """The innermost exception of a chain (absl wraps a config file's own error)."""
+  while error.__cause__ is not None or (error.__context__ is not None
+                                        and not error.__suppress_context__):
+    error = error.__cause__ or error.__context__
+  return error
+
+
+def _unknown_field_message(error: BaseException, argv) -> str:
+  """ml_collections' unknown-override error (`'ratee'` + "Did you mean ...") as one line
+  naming the flag that was given."""
+  text = error
+  while isinstance(text, BaseException):  # AttributeError(KeyError("'ratee'\nDid you...")
+    text = text.args[0] if text.args else ""
+  lines = [l.strip() for l in str(text).splitlines() if l.strip()]
+  key = lines[0].strip("'\"") if lines else "?"
+  given = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")
+           and a.split("=", 1)[0].rsplit(".", 1)[-1] == key]
+  flag = given[0] if given else f"--config...{key}"
+  hint = next((l for l in lines[1:] if l.lower().startswith("did you mean")), "")
+  return (f"{flag}: the config has no field {key!r} there"
+          + (f" ({hint[0].lower() + hint[1:]})" if hint else "")
+          + "; overrides can only set fields the config file defines")
+
+
+def _check_config_loaded(spec: str) -> None:
+  """config_flags defers a config file's load error to the first use of the config: surface
+  it now, naming the file (`spec`: the `--config` value)."""
+  try:
+    _CONFIG.value.keys()
+  except Exception as e:  # pylint: disable=broad-except
+    path = spec.split(":", 1)[0]
+    if path and not os.path.isfile(path):
+      raise ValueError(f"--config={spec}: no such config file") from None
+    raise ValueError(f"--config={spec}: the config file does not load: "
+                     f"{' '.join(str(_root_cause(e)).split())}") from None
 
 
 def parse_flags(argv):
-  """absl's flag parsing, with its errors (unknown flag, bad value, an override of a config
+  """absl's flag parsing, with every error it raises (unknown flag, a config file that does
+  not exist or fails to build, a bad variant, a value that does not parse, an override of a
   field that does not exist) as one line `error: ...` and exit 2, like every bad input."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
   try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    rest = flags.FLAGS(argv)
+    _check_config_loaded(spec)
+    return rest
+  except Exception as e:  # pylint: disable=broad-except  (any parse error: one line, exit 2)
     if isinstance(e, (AttributeError, KeyError)):  # ml_collections' unknown override
-      message = (f"--config.<field> override names no field of the config "
-                 f"({message.strip(chr(34))}); see the config file for the fields")
+      message = _unknown_field_message(e, argv)
+    else:
+      outer = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      cause = _root_cause(e)
+      inner = " ".join(str(cause).split()) if cause is not e else ""
+      message = f"{outer} {inner}".strip() if inner and inner not in outer else outer
+      if not isinstance(e, (flags.Error, ValueError)) and spec:  # raised by the config file
+        message = f"--config={spec}: building the config failed: {type(e).__name__}: {message}"
     print(f"error: command line: {message}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
 

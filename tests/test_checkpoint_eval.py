@@ -106,17 +106,3 @@ def test_evaluate_mode_on_the_command_line(tmp_path):
   assert bad.returncode == 2
   assert bad.stderr.strip().count("\n") == 0 and "no such directory" in bad.stderr
   assert not missing.exists()
-
-
-@pytest.mark.parametrize("flag, says", [
-    ("--bogus=1", "Unknown command line flag 'bogus'"),
-    ("--config.bogus=1", "override names no field of the config ('bogus')"),
-    ("--config.seed=abc", "--config.seed=abc"),
-])
-def test_command_line_parsing_errors_are_one_line_exit_2(tmp_path, flag, says):
-  cfg = os.path.join(REPO, "experiments/configs/mnist1d_spg.py:quick")
-  done = _main(f"--config={cfg}", f"--workdir={tmp_path / 'w'}", flag)
-  assert done.returncode == 2
-  assert done.stderr.strip().startswith("error: command line: ")
-  assert says in done.stderr and done.stderr.strip().count("\n") == 0
-  assert not (tmp_path / "w").exists()
