@@ -2,14 +2,21 @@ r"""Converts another library's pretrained checkpoint into an spg_jax export.
 
   python -m experiments.convert --source=torchvision --model=resnet50 \
       --weights=resnet50.tv_in1k.safetensors --out=/tmp/resnet50_tv
+  python -m experiments.convert --source=huggingface --model=bert \
+      --weights=/models/bert-base-cased --head=sequence --num_classes=2 --out=/tmp/bert
 
 writes `--out` with `spg_jax.train.checkpointing.export_variables`: a `{"params",
 "batch_stats"}` tree that `spg_jax.load_exported(out)` reads back, usable as
 `config.init_checkpoint` / `config.protocol.init_checkpoint` of a run whose model is the
 one printed (name and constructor arguments, e.g. num_classes). Models: `--model` takes the
 source's spelling (torchvision: resnet18/34/50/101, mobilenet_v2, vit_b_16, fcn_resnet50,
-efficientnet_v2_m). Weights: `.safetensors` (numpy only), or `.pth`/`.pt`/`.bin` when torch is
-installed (read with `torch.load(weights_only=True)`).
+efficientnet_v2_m; huggingface: bert). Weights: `.safetensors` (numpy only), or
+`.pth`/`.pt`/`.bin` when torch is installed (read with `torch.load(weights_only=True)`); for
+huggingface a model folder (config.json + model.safetensors or pytorch_model.bin), whose
+config.json gives the architecture. A Hugging Face checkpoint without a task head (a
+pretrained bert-base-*) needs `--head=sequence` (with `--num_classes`, default config.json's
+number of labels) or `--head=qa`; that head is initialised fresh from `--seed` (default 0)
+and the summary line says so. The pretraining heads (`cls.*`) are dropped.
 
 The conversion happens fully in memory and is checked key by key (every tensor used once,
 every variable filled once, shapes equal) before anything is written; the export goes to a
@@ -45,11 +52,24 @@ def _parser() -> argparse.ArgumentParser:
                       help="library the weights come from (default: torchvision)")
   parser.add_argument("--model", required=True, help="the source's model name, e.g. resnet50")
   parser.add_argument("--weights", required=True,
-                      help="weights file: .safetensors, or .pth/.pt/.bin with torch installed")
+                      help="weights file: .safetensors, or .pth/.pt/.bin with torch "
+                      "installed; huggingface: the model folder (config.json + weights)")
   parser.add_argument("--out", required=True, help="export directory to write")
   parser.add_argument("--overwrite", action="store_true",
                       help="replace an existing export at --out")
+  parser.add_argument("--head", default=None,
+                      help="huggingface bert: the task head of a checkpoint without one "
+                      "(sequence or qa)")
+  parser.add_argument("--num_classes", type=int, default=None,
+                      help="huggingface bert: the fresh sequence head's classes (1: "
+                      "regression)")
+  parser.add_argument("--seed", type=int, default=None,
+                      help="seed of the variables a checkpoint lacks (default 0)")
   return parser
+
+
+# Converter options: given on the command line only when set (other sources have none).
+_OPTIONS = ("head", "num_classes", "seed")
 
 
 def check_out(out: str, overwrite: bool) -> str:
@@ -105,8 +125,9 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
   args = _parser().parse_args(argv)
   out = check_out(args.out, args.overwrite)
   from spg_jax.models import convert  # pylint: disable=g-import-not-at-top  (imports jax)
+  options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
   variables, info = convert.convert(source=args.source, model=args.model,
-                                    weights=args.weights)
+                                    weights=args.weights, **options)
   write_export(out, variables)
   return f"wrote {out}: {info.summary()}"
 

@@ -151,7 +151,7 @@ def test_fill_builds_nested_float32_variables():
 def test_unknown_source_and_model():
   with pytest.raises(ValueError) as error:
     convert.check_shapes("timm", "resnet18", {})
-  assert one_line(error) == "source='timm': must be one of torchvision"
+  assert one_line(error) == "source='timm': must be one of torchvision, huggingface"
   with pytest.raises(ValueError) as error:
     convert.check_shapes("torchvision", "resnet152", {})
   text = one_line(error)

@@ -206,7 +206,11 @@ ATTACH_INPUTS = {
     **{key: (SMALL[key][0], SMALL[key][1]) for key in CLASSIFIERS if key in models.names()},
     "fcn_resnet50": (dict(num_classes=3), (2, 16, 16, 3)),
     "fcn_small": (dict(num_classes=3), (2, 16, 16, 3)),
+    "bert": (dict(size="tiny", head_type="qa"), (2, 8)),
+    "bert_tiny": (dict(num_classes=3), (2, 8)),
+    "bert_base": (dict(num_classes=3), (2, 8)),
 }
+TEXT_MODELS = ("bert", "bert_tiny", "bert_base")  # token ids in, not images
 
 
 def test_attach_inputs_cover_every_registered_model():
@@ -217,7 +221,8 @@ def test_attach_inputs_cover_every_registered_model():
 def test_every_model_attaches_to_its_own_aux_entries_and_head_params(name):
   kwargs, shape = ATTACH_INPUTS[name]
   model = models.get(name, **kwargs)
-  (logits, aux), variables = init_with_output(model, jnp.zeros(shape), train=False,
+  dtype = jnp.int32 if name in TEXT_MODELS else jnp.float32
+  (logits, aux), variables = init_with_output(model, jnp.zeros(shape, dtype), train=False,
                                               abstract=True)
   for kind in models.KINDS:
     attachments = models.spg_attachments(model, kind)
@@ -236,11 +241,12 @@ def test_every_model_attaches_to_its_own_aux_entries_and_head_params(name):
       if a.block is not None:
         h_next, _ = jax.eval_shape(functools.partial(a.block().init_with_output, RNGS,
                                                      train=True), h)
-        assert h_next.shape == h.shape
+        assert jax.tree.map(lambda t: t.shape, h_next) == jax.tree.map(lambda t: t.shape, h)
       features = h if a.pre_head is None else jax.eval_shape(a.pre_head, h)
       out, _ = jax.eval_shape(functools.partial(a.head.init_with_output, RNGS), features)
       expected = logits if a.output_key is None else aux[a.output_key]
-      assert out.shape == expected.shape
+      assert (jax.tree.map(lambda t: t.shape, out)
+              == jax.tree.map(lambda t: t.shape, expected))
 
 
 def test_classifier_attachments_name_their_inputs():
@@ -493,7 +499,8 @@ def test_bfloat16_big_models_compute_in_bfloat16(name):
 
 
 def test_registry_names_and_unknown_name():
-  assert models.names() == ("cnn1d_mnist1d", "cnn_digits", "efficientnet_v2_m",
+  assert models.names() == ("bert", "bert_base", "bert_tiny", "cnn1d_mnist1d", "cnn_digits",
+                            "efficientnet_v2_m",
                             "fcn_resnet50", "fcn_small", "mobilenet_v2", "resnet101",
                             "resnet18", "resnet34", "resnet50", "vit_b16", "vit_s16",
                             "vit_ti16")

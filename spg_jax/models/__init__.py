@@ -1,4 +1,4 @@
-"""Vision base models with SPG attach points.
+"""Base models with SPG attach points: vision models and BERT (`bert.py`, text inputs).
 
 Every model maps `(x, *, train)` to `(logits, aux)`: `aux["pre_logits"]` is the exact input
 of the classifier head (a submodule named `head`, params["head"]), `aux["features"]` the last
@@ -18,6 +18,7 @@ default) or "unbiased" (torch's, `TorchBatchNorm`; same variables), and Efficien
 vector before the dropout, every step through Dropout + Linear with its own mask).
 """
 from spg_jax.models.attach import KINDS, spg_attachment, spg_attachments
+from spg_jax.models.bert import Bert, BertConfig, BertLayer, BertNASBlock
 from spg_jax.models.efficientnet import (EfficientNet, FusedMBConv, MBConv, SqueezeExcitation,
                                          efficientnet_v2_m)
 from spg_jax.models.fcn import FCN, FCNHead, FCNHeadsMixin

@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Tuple
 
 import flax.linen as nn
 
-from spg_jax.models import efficientnet, fcn, fcn_small, mobilenet, resnet, small, vit
+from spg_jax.models import bert, efficientnet, fcn, fcn_small, mobilenet, resnet, small, vit
 
 # Read-only: building a model never changes this table.
 _BUILDERS: types.MappingProxyType = types.MappingProxyType({
@@ -27,6 +27,10 @@ _BUILDERS: types.MappingProxyType = types.MappingProxyType({
     "cnn_digits": small.DigitsCNN,
     "fcn_resnet50": fcn.FCN,
     "fcn_small": fcn_small.FCNSmall,
+    # BERT: `bert(size=..., head_type=..., **BertConfig fields)`; the presets fix the size.
+    "bert": bert.bert,
+    "bert_tiny": functools.partial(bert.bert, "tiny"),
+    "bert_base": functools.partial(bert.bert, "base"),
 })
 
 # torchvision's model-builder names that differ from ours: alias -> canonical name.
@@ -59,7 +63,7 @@ def canonical_name(name: str) -> str:
 
 def get(name: str, **kwargs) -> nn.Module:
   """Builds model `name` (or an alias) with constructor kwargs (num_classes, dtype, stem,
-  image_size, bn_running_var, spg_attach, ...).
+  image_size, bn_running_var, spg_attach, ...; BERT: head_type and `BertConfig` fields).
 
   Raises:
     ValueError: unknown name (the message lists the known ones), or a bad setting the model

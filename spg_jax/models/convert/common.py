@@ -8,11 +8,18 @@ ValueError naming the key and the shapes, anything but an exact match: a missing
 unexpected key, a shape that differs, a leaf that no key fills, a key read by more leaves than
 it packs. `fill` then builds the variables from the tensors.
 
+Some leaves may be optional (`Architecture.optional`: a Hugging Face task head, which a
+pretrained-only checkpoint lacks): a group of them that the file lacks entirely is listed in
+`Plan.fresh` and initialised fresh by the caller; a group the file holds in part is an error.
+Hugging Face model folders (`config.json` + `model.safetensors` or `pytorch_model.bin`) are
+read with `read_folder`.
+
 Numpy and safetensors only (no jax, no torch at import), so the hand-run golden scripts can
 load this file on its own. torch is imported only to read a `.pth`/`.pt`/`.bin` file, with
 `torch.load(..., weights_only=True)`; nothing else unpickles.
 """
 import dataclasses
+import json
 import os
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -132,6 +139,52 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
   except Exception as e:  # pylint: disable=broad-except
     first = (str(e).strip().splitlines() or [""])[0][:200]
     raise ValueError(f"weights={path!r}: not a readable safetensors file ({first})") from None
+
+
+# A Hugging Face model folder's weights, in the order they are looked for.
+FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+_SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def read_folder(path: str, config_name: str = "config.json") -> Tuple[Dict[str, Any], str]:
+  """`(config, weights file)` of a Hugging Face model folder: the parsed `config_name` and
+  `model.safetensors` (else `pytorch_model.bin`). `path` may also be a weights file inside
+  such a folder (its `config_name` is read from beside it).
+
+  Raises:
+    ValueError (one line): no such folder or file, no config or an unreadable one, no
+      weights file, a sharded checkpoint (not supported).
+  """
+  if os.path.isdir(path):
+    folder, weights = path, None
+  elif os.path.isfile(path):
+    folder, weights = os.path.dirname(os.path.abspath(path)), path
+  else:
+    raise ValueError(f"weights={path!r}: no such folder or file (expected a Hugging Face "
+                     f"model folder with {config_name} and {' or '.join(FOLDER_WEIGHTS)})")
+  config_path = os.path.join(folder, config_name)
+  if not os.path.isfile(config_path):
+    raise ValueError(f"weights={path!r}: no {config_name} in {folder} (a Hugging Face model "
+                     f"folder holds {config_name} and {' or '.join(FOLDER_WEIGHTS)})")
+  try:
+    with open(config_path, encoding="utf-8") as f:
+      config = json.load(f)
+  except (OSError, ValueError) as e:
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    raise ValueError(f"{config_path}: not a readable JSON file ({first})") from None
+  if not isinstance(config, dict):
+    raise ValueError(f"{config_path}: must hold a JSON object, got {type(config).__name__}")
+  if weights is None:
+    found = [n for n in FOLDER_WEIGHTS if os.path.isfile(os.path.join(folder, n))]
+    if not found:
+      sharded = [n for n in _SHARD_INDEXES if os.path.isfile(os.path.join(folder, n))]
+      if sharded:
+        raise ValueError(f"weights={path!r}: {sharded[0]} is a sharded checkpoint, which is "
+                         "not supported; save the model unsharded (save_pretrained("
+                         "max_shard_size='100GB'))")
+      raise ValueError(f"weights={path!r}: no {' or '.join(FOLDER_WEIGHTS)} in {folder}")
+    weights = os.path.join(folder, found[0])
+  return config, weights
 
 
 def shapes_of(state_dict: Mapping[str, Any]) -> Dict[str, Tuple[Shape, str]]:
@@ -290,6 +343,15 @@ def image_input(kwargs: Mapping[str, Any]) -> Shape:
   return (1, size, size, 3)
 
 
+def no_optional_leaves(path: LeafPath) -> Optional[str]:
+  """Every leaf must come from the file."""
+  del path
+  return None
+
+
+SourceFn = Callable[[str, Tuple[str, ...], Shape], Optional[Source]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
   """How one source model maps onto an `spg_jax.models` model.
@@ -297,15 +359,32 @@ class Architecture:
   Attributes:
     model: the `spg_jax.models.get` name.
     source: `(collection, names, shape) -> Source | None` for every leaf of the model.
-    model_kwargs: `file shapes -> constructor kwargs` read off the file (num_classes, ...).
-    input_shape: `kwargs -> shape` of a dummy input that builds the variables.
+    model_kwargs: `file shapes -> constructor kwargs` read off the file (num_classes, ...);
+      with `config_file` also given `config=` (the parsed file), and the `options`.
+    input_shape: `kwargs -> shape` of a dummy float32 input that builds the variables, or
+      `{name: (shape, dtype name)}` for a dict input (text models).
     ignorable: `(key, expected keys) -> bool`: file keys read and dropped on purpose.
+    config_file: None (the weights are one file), or the name of the config file of a model
+      folder (Hugging Face: "config.json").
+    options: keyword options of `convert` passed on to `model_kwargs` (e.g. Hugging Face's
+      `head`, `num_classes`).
+    optional: `leaf path -> group name | None`: groups of leaves that may be missing from
+      the file altogether (initialised fresh from `convert`'s `seed`).
+    source_for: None, or `(file shapes, kwargs) -> source function` when the key names
+      depend on the file's spelling or the model built (Hugging Face's optional "bert."
+      prefix, the head's name); it replaces `source`.
+    ignored_kind: None, or `key -> short description` of an ignored key, for the summary.
   """
   model: str
-  source: Callable[[str, Tuple[str, ...], Shape], Optional[Source]]
-  model_kwargs: Callable[[Shapes], Dict[str, Any]]
-  input_shape: Callable[[Mapping[str, Any]], Shape] = image_input
+  source: SourceFn
+  model_kwargs: Callable[..., Dict[str, Any]]
+  input_shape: Callable[[Mapping[str, Any]], Any] = image_input
   ignorable: Callable[[str, frozenset], bool] = batch_norm_counter
+  config_file: Optional[str] = None
+  options: Tuple[str, ...] = ()
+  optional: Callable[[LeafPath], Optional[str]] = no_optional_leaves
+  source_for: Optional[Callable[[Shapes, Mapping[str, Any]], SourceFn]] = None
+  ignored_kind: Optional[Callable[[str], str]] = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,10 +397,12 @@ class Plan:
   Attributes:
     leaves: leaf path -> (the file's key, its `Source`), in the Flax tree's order.
     used: file keys read into leaves; ignored: file keys read and dropped on purpose.
+    fresh: leaves of optional groups the file lacks entirely (to initialise fresh).
   """
   leaves: Mapping[LeafPath, Tuple[str, Source]]
   used: Tuple[str, ...]
   ignored: Tuple[str, ...]
+  fresh: Tuple[LeafPath, ...] = ()
 
 
 def leaf_name(path: LeafPath) -> str:
@@ -339,7 +420,8 @@ def _more(items: Sequence[str]) -> str:
 def make_plan(leaf_shapes: Mapping[LeafPath, Shape],
               source_of: Callable[[str, Tuple[str, ...], Shape], Optional[Source]],
               file_shapes: Shapes, *, what: str,
-              ignorable: Callable[[str, frozenset], bool] = batch_norm_counter) -> Plan:
+              ignorable: Callable[[str, frozenset], bool] = batch_norm_counter,
+              optional: Callable[[LeafPath], Optional[str]] = no_optional_leaves) -> Plan:
   """Matches the leaves of a model (`what` names it in messages) against a file's tensors.
 
   Args:
@@ -347,6 +429,8 @@ def make_plan(leaf_shapes: Mapping[LeafPath, Shape],
     source_of: `(collection, names, shape) -> Source` (None: the converter knows no key).
     file_shapes: `{key: (shape, dtype)}` of the file.
     ignorable: `(key, expected keys) -> bool`: file keys dropped on purpose.
+    optional: `leaf path -> group | None`: a group none of whose keys is in the file goes
+      to `Plan.fresh`; one that is there in part is checked like any other leaf.
 
   Raises:
     ValueError (one line, naming the key and the shapes): a leaf no key fills, a key that is
@@ -366,13 +450,26 @@ def make_plan(leaf_shapes: Mapping[LeafPath, Shape],
   expected = frozenset(readers) | frozenset(
       a for s in wanted.values() for a in s.aliases)
 
-  leaves, resolved = {}, {}
+  def in_file(source: Source) -> bool:
+    return any(k in file_shapes for k in (source.key,) + source.aliases)
+
+  groups: Dict[str, bool] = {}  # optional group -> any of its keys in the file
   for path, source in wanted.items():
+    group = optional(path)
+    if group is not None:
+      groups[group] = groups.get(group, False) or in_file(source)
+  absent = frozenset(g for g, present in groups.items() if not present)
+
+  leaves, resolved, fresh = {}, {}, []
+  for path, source in wanted.items():
+    if optional(path) in absent:
+      fresh.append(path)
+      continue
     if source.key not in resolved:
       present = [k for k in (source.key,) + source.aliases if k in file_shapes]
       if not present:
-        missing = [s.key for s in wanted.values() if not any(
-            k in file_shapes for k in (s.key,) + s.aliases)]
+        missing = [s.key for p, s in wanted.items()
+                   if optional(p) not in absent and not in_file(s)]
         missing = list(dict.fromkeys(missing))
         raise ValueError(
             f"missing key {source.key!r} (expected shape {source.shape}, for Flax leaf "
@@ -407,7 +504,7 @@ def make_plan(leaf_shapes: Mapping[LeafPath, Shape],
   if extra:
     raise ValueError(f"unexpected key {extra[0]!r} {tuple(file_shapes[extra[0]][0])} in the "
                      f"weights file: no Flax leaf of {what} reads it{_more(extra)}")
-  return Plan(leaves, used, tuple(ignored))
+  return Plan(leaves, used, tuple(ignored), tuple(fresh))
 
 
 def fill(plan: Plan, tensors: Mapping[str, Any],

@@ -1,0 +1,5 @@
+"""Text: BERT tokenisation (`tokenize`: the user's vocab.txt or tokenizer.json, sentence
+pairs, SQuAD windows with offsets and answer positions) and SQuAD v1.1 post-processing and
+metrics (`squad`). Needs the `tokenizers` package (imported with `tokenize`)."""
+from spg_jax.text.squad import predict_answers, squad_metrics
+from spg_jax.text.tokenize import BertTokenizer, answer_tokens, load_tokenizer
