@@ -5,13 +5,15 @@ features and sharing its output head; one forward pass gives T+1 predictions per
 trajectory); an SPG loss (masked, or return-weighted REINFORCE) on it retrains the model;
 the replicas are thrown away afterwards (`strip_replicas`).
 
-Public API (one import path: `import spg_jax`):
+Public API (one import path: `import spg_jax`; every name loads on first use, so
+`import spg_jax` itself is instant and `help(spg_jax)` is this index; `help(spg_jax.NAME)`
+documents one name; docs/API.md has one line per name):
 
-Trajectories (spg_jax.trajectory; pure JAX, per sample with the step axis first, or
-batched with step_axis=1):
+Trajectories (spg_jax.trajectory; pure JAX, batched `[B, T+1, ...]` by default, per sample
+with step_axis=0):
   alive_masks, observed_states, step_rewards, episode_returns, episode_lengths,
   trajectory_stats, cumulative_dropout_rates
-Correctness per task (spg_jax.correctness):
+Correctness per task (spg_jax.correctness; batched by default, labels' shape checked):
   classification_correct, qa_correct, segmentation_correct, token_correct, ctc_correct,
   greedy_ctc_decode
 Losses (spg_jax.losses):
@@ -22,8 +24,10 @@ Temporary modules (spg_jax.replicas) and the wrapper (spg_jax.spg_model; Flax li
   HPOReplica, NASReplica, ResidualMLPBlock, ResidualConvBlock, hpo_replicas, nas_replicas,
   Attachment, SPGModel, build_spg_model, step_outputs, strip_replicas, with_base,
   head_variables, apply_shared_head
-Functional entry point for any JAX model:
+Functional entry point for any JAX model (spg_jax.functional):
   init_hpo_replicas, hpo_step_logits
+Flax NNX (spg_jax.nnx, imported as a module: `from spg_jax import nnx as spg_nnx`):
+  SPGReplicas, spg_step_logits, SPGTrainable, spg_optimizer
 Validation (spg_jax.validation):
   validate_lambdas, validate_rates, validate_hparams, check_labels, labels_in_range
 Sharding:
@@ -44,64 +48,51 @@ Subpackages: spg_jax.tasks (what the engine asks of a task: classification, segm
   tables, plots).
 """
 import importlib as _importlib
-from spg_jax.correctness import (
-    classification_correct, ctc_correct, greedy_ctc_decode, qa_correct, segmentation_correct,
-    token_correct)
-from spg_jax.losses import (
-    LOSS_FORMS, StepTerms, classification_spg_loss, classification_terms, ctc_terms,
-    masked_loss, normalize_loss, qa_terms, reinforce_loss, segmentation_terms, spg_loss,
-    step_cross_entropy, token_terms)
-from spg_jax.trajectory import (
-    alive_masks, cumulative_dropout_rates, episode_lengths, episode_returns,
-    observed_states, step_rewards, trajectory_stats)
-from spg_jax.validation import (
-    check_labels, labels_in_range, validate_hparams, validate_lambdas, validate_rates)
-from spg_jax.functional import hpo_step_logits, init_hpo_replicas
-from spg_jax.replicas import (
-    HPOReplica, NASReplica, ResidualConvBlock, ResidualMLPBlock, hpo_replicas, nas_replicas)
-from spg_jax.spg_model import (
-    Attachment, SPGModel, apply_shared_head, build_spg_model, head_variables, step_outputs,
-    strip_replicas, with_base)
-from spg_jax.sharding import batch_sharding, make_mesh, replicated, shard_batch
 
-# Heavy parts load on first attribute access (PEP 562), so `import spg_jax` stays light
-# for projects that only need the core.
-_LAZY = {
-    "train_and_evaluate": "train.loop", "TrainResult": "train.loop",
-    "Preempted": "train.preemption", "PREEMPTED_EXIT_CODE": "train.preemption",
-    "run_protocol": "protocol", "ProtocolResult": "protocol",
-    "TrainState": "train.state", "with_dropout_rates": "train.state",
-    "make_train_step": "train.step", "make_eval_step": "train.step",
-    "spg_objective": "train.step", "get_engine": "train.engine",
-    "make_optimizer": "train.optim", "schedule_factor": "train.optim",
-    "get_hparam": "train.optim", "set_hparams": "train.optim",
-    "ControllerState": "train.controller", "init_controller": "train.controller",
-    "controller_update": "train.controller",
-    "export_variables": "train.checkpointing", "load_exported": "train.checkpointing",
-    "load_state": "train.checkpointing", "CheckpointMismatchError": "train.checkpointing",
-    "base_config": "config", "validate_config": "config",
+# name -> the module (under spg_jax) that defines it. Everything loads on first attribute
+# access (PEP 562): `import spg_jax` stays light, and `help(spg_jax)` shows the index above
+# instead of every class's inherited Flax methods.
+_NAMES = {
+    "trajectory": ("alive_masks", "observed_states", "step_rewards", "episode_returns",
+                   "episode_lengths", "trajectory_stats", "cumulative_dropout_rates"),
+    "correctness": ("classification_correct", "qa_correct", "segmentation_correct",
+                    "token_correct", "ctc_correct", "greedy_ctc_decode"),
+    "losses": ("step_cross_entropy", "StepTerms", "classification_terms", "qa_terms",
+               "segmentation_terms", "token_terms", "ctc_terms", "masked_loss",
+               "reinforce_loss", "normalize_loss", "spg_loss", "classification_spg_loss",
+               "LOSS_FORMS"),
+    "replicas": ("HPOReplica", "NASReplica", "ResidualMLPBlock", "ResidualConvBlock",
+                 "hpo_replicas", "nas_replicas"),
+    "spg_model": ("Attachment", "SPGModel", "build_spg_model", "step_outputs",
+                  "strip_replicas", "with_base", "head_variables", "apply_shared_head"),
+    "functional": ("init_hpo_replicas", "hpo_step_logits"),
+    "validation": ("validate_lambdas", "validate_rates", "validate_hparams", "check_labels",
+                   "labels_in_range"),
+    "sharding": ("make_mesh", "batch_sharding", "replicated", "shard_batch"),
+    "config": ("base_config", "validate_config"),
+    "train.loop": ("train_and_evaluate", "TrainResult"),
+    "train.preemption": ("Preempted", "PREEMPTED_EXIT_CODE"),
+    "train.state": ("TrainState", "with_dropout_rates"),
+    "train.step": ("make_train_step", "make_eval_step", "spg_objective"),
+    "train.engine": ("get_engine",),
+    "train.optim": ("make_optimizer", "schedule_factor", "get_hparam", "set_hparams"),
+    "train.controller": ("ControllerState", "init_controller", "controller_update"),
+    "train.checkpointing": ("export_variables", "load_exported", "load_state",
+                            "CheckpointMismatchError"),
+    "protocol": ("run_protocol", "ProtocolResult"),
 }
-_SUBPACKAGES = ("config", "data", "distributed", "models", "report", "tasks", "train")
+_LAZY = {name: module for module, names in _NAMES.items() for name in names}
+_SUBMODULES = ("config", "correctness", "data", "distributed", "functional", "losses",
+               "models", "nnx", "protocol", "replicas", "report", "sharding", "spg_model",
+               "tasks", "train", "trajectory", "validation")
 
 
 def __getattr__(name):
   if name in _LAZY:
     return getattr(_importlib.import_module(f"spg_jax.{_LAZY[name]}"), name)
-  if name in _SUBPACKAGES:
+  if name in _SUBMODULES:
     return _importlib.import_module(f"spg_jax.{name}")
   raise AttributeError(f"module 'spg_jax' has no attribute {name!r}")
 
 
-__all__ = list(_LAZY) + [
-    "LOSS_FORMS", "StepTerms", "alive_masks", "check_labels", "classification_correct",
-    "classification_spg_loss", "classification_terms", "ctc_correct", "ctc_terms",
-    "cumulative_dropout_rates", "episode_lengths", "episode_returns", "greedy_ctc_decode",
-    "masked_loss", "normalize_loss", "observed_states", "qa_correct", "qa_terms",
-    "reinforce_loss", "segmentation_correct", "segmentation_terms", "spg_loss",
-    "step_cross_entropy", "step_rewards", "token_correct", "token_terms", "trajectory_stats",
-    "validate_hparams", "validate_lambdas", "validate_rates", "labels_in_range",
-    "hpo_step_logits", "init_hpo_replicas", "HPOReplica", "NASReplica", "ResidualConvBlock",
-    "ResidualMLPBlock", "Attachment", "SPGModel", "apply_shared_head", "head_variables",
-    "hpo_replicas", "nas_replicas", "build_spg_model", "step_outputs", "strip_replicas",
-    "with_base", "batch_sharding", "make_mesh", "replicated", "shard_batch",
-]
+__all__ = list(_LAZY)

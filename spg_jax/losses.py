@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import optax
 
 from spg_jax.correctness import (
-    classification_correct, ctc_correct, qa_correct, segmentation_correct, token_correct)
+    check_step_layout, classification_correct, ctc_correct, hard_labels, qa_correct,
+    segmentation_correct, token_correct)
 from spg_jax.trajectory import (
     MASKED_EPS, alive_masks, episode_returns, trajectory_stats, weighted_mean)
 from spg_jax.validation import check_labels, validate_lambdas
@@ -59,6 +60,7 @@ def step_cross_entropy(step_logits: Array, labels: Array, label_smoothing: float
     targets = labels.astype(jnp.float32)
   else:
     targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  check_step_layout(step_logits, hard_labels(labels, num_classes), step_axis)
   targets = (1.0 - label_smoothing) * targets + label_smoothing / num_classes
   targets = jnp.expand_dims(targets, step_axis)
   return optax.softmax_cross_entropy(step_logits.astype(jnp.float32), targets)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from spg_jax import validation
 
@@ -127,6 +128,14 @@ class NASReplica(nn.Module):
     return h
 
 
+def check_bool(value: Any, field: str) -> bool:
+  """`value` if it is a bool, else a one-line ValueError: a string such as "False" is
+  truthy, so accepting it would silently select the other behaviour."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{field}={value!r}: must be True or False (a bool)")
+  return bool(value)
+
+
 def _check_depth(depth: Any) -> int:
   if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
     raise ValueError(f"depth={depth!r}: must be an integer >= 1")
@@ -140,6 +149,7 @@ def hpo_replicas(num_replicas: int = 3, rate: float | Sequence[float] = 0.2, dep
   `use_relu=True` gives the authors' replica, i.e. parameter-free dropout."""
   rates = validation.validate_rates(rate, num_replicas)
   depth = _check_depth(depth)
+  use_relu = check_bool(use_relu, "use_relu")
   return tuple(HPOReplica(rate=r, depth=depth, use_relu=use_relu, dtype=dtype) for r in rates)
 
 

@@ -119,26 +119,31 @@ def _replace_subtree(tree: dict, path: Sequence[str], value: Any) -> dict:
 
 def _trajectory(module: nn.Module, base_outputs: Any, aux: dict, head: nn.Module,
                 head_path: Sequence[str], feature_key: str, pre_head: Callable | None,
-                replicas: Sequence[nn.Module], replica_rates: jax.Array | None) -> Any:
+                replicas: Sequence[nn.Module], replica_rates: jax.Array | None,
+                replica_train: bool = True) -> Any:
   """One head's step outputs: the base's (step 0) then each replica's through the head.
 
-  With `module.head_batch_stats == "every_step"` each replica step's head application
-  updates the head's running statistics, starting from the base pass's update, and the
-  result is written back into the base's `batch_stats`."""
+  `replica_train=False` (only while initialising in eval mode) runs the replicas without
+  dropout and updates no statistics: it only creates their parameters. With
+  `module.head_batch_stats == "every_step"` each replica step's head application updates
+  the head's running statistics, starting from the base pass's update, and the result is
+  written back into the base's `batch_stats`."""
   if feature_key not in aux:
     raise ValueError(f"feature_key={feature_key!r}: not among the base model's aux "
                      f"entries {sorted(aux)}")
   # After the base's own pass: its batch_stats already hold the base pass's update.
   variables = head_variables(module.base.variables, head_path)
-  per_step = (module.head_batch_stats == "every_step" and "batch_stats" in variables
-              and module.is_mutable_collection("batch_stats"))
+  per_step = (replica_train and module.head_batch_stats == "every_step"
+              and "batch_stats" in variables and module.is_mutable_collection("batch_stats"))
   head = head.clone(parent=None)  # a definition, never a child with its own params
   h = aux[feature_key]
   steps = [base_outputs]
   for t, replica in enumerate(replicas):
-    h = replica(h, train=True, rate=None if replica_rates is None else replica_rates[t])
+    h = replica(h, train=replica_train,
+                rate=None if replica_rates is None else replica_rates[t])
     features = h if pre_head is None else pre_head(h)
-    rngs = {"dropout": module.make_rng("dropout")} if module.has_rng("dropout") else None
+    rngs = {"dropout": module.make_rng("dropout")} \
+        if replica_train and module.has_rng("dropout") else None
     if per_step:
       mutable = [c for c in variables if c != "params"]
       out, updates = head.apply(variables, features, rngs=rngs, mutable=mutable)
@@ -159,9 +164,10 @@ class SPGModel(nn.Module):
 
   `__call__(x, *, train) -> (step_outputs, aux)`: `step_outputs` has the structure of the
   base's output with every leaf `[B, T+1, *out]` in train mode (step 0 = the base's output)
-  and `[B, 1, *out]` in eval mode. Params: `{"base": <exactly the base model's params>,
-  "replicas_0": ..., ...}` (extra heads: `"extra_replicas_<name>_<t>"`); `strip_replicas`
-  returns the first.
+  and `[B, 1, *out]` in eval mode. `init` creates the replicas' params in either mode (in
+  eval mode without dropout, so no dropout rng is needed). Params: `{"base": <exactly the
+  base model's params>, "replicas_0": ..., ...}` (extra heads:
+  `"extra_replicas_<name>_<t>"`); `strip_replicas` returns the first.
 
   Attributes:
     base: module with `__call__(x, *, train) -> (outputs, aux)`.
@@ -196,25 +202,31 @@ class SPGModel(nn.Module):
     """`replica_rates`: optional `[T]` dropout rates overriding the replicas' own; may be
     traced (an online controller's choice), so changing them never recompiles."""
     check_head_batch_stats(self.head_batch_stats)
-    outputs, aux = self.base(x, train=train)
-    if not train:
-      return jax.tree.map(lambda o: o[:, None], outputs), aux
-    steps = _trajectory(self, outputs, aux, self.head, self.head_path, self.feature_key,
-                        self.pre_head, self.replicas, replica_rates)
+    train = replicas_lib.check_bool(train, "train")
     extra_heads = dict(self.extra_heads or {})
     extra_replicas = dict(self.extra_replicas or {})
     if set(extra_heads) != set(extra_replicas):
       raise ValueError(f"extra_heads {sorted(extra_heads)} and extra_replicas "
                        f"{sorted(extra_replicas)}: need the same head names")
-    if extra_heads:
-      extra = {}
-      for name, attachment in extra_heads.items():
-        if attachment.output_key not in aux:
-          raise ValueError(f"extra_heads[{name!r}].output_key={attachment.output_key!r}: "
-                           f"not among the base model's aux entries {sorted(aux)}")
-        extra[name] = _trajectory(self, aux[attachment.output_key], aux, attachment.head,
-                                  attachment.head_path, attachment.feature_key,
-                                  attachment.pre_head, extra_replicas[name], replica_rates)
+    outputs, aux = self.base(x, train=train)
+    if not train and not self.is_initializing():
+      return jax.tree.map(lambda o: o[:, None], outputs), aux
+    # In eval-mode init the trajectory only creates the replicas' params (a later train
+    # call then finds them), and its outputs are dropped.
+    steps = _trajectory(self, outputs, aux, self.head, self.head_path, self.feature_key,
+                        self.pre_head, self.replicas, replica_rates, replica_train=train)
+    extra = {}
+    for name, attachment in extra_heads.items():
+      if attachment.output_key not in aux:
+        raise ValueError(f"extra_heads[{name!r}].output_key={attachment.output_key!r}: "
+                         f"not among the base model's aux entries {sorted(aux)}")
+      extra[name] = _trajectory(self, aux[attachment.output_key], aux, attachment.head,
+                                attachment.head_path, attachment.feature_key,
+                                attachment.pre_head, extra_replicas[name], replica_rates,
+                                replica_train=train)
+    if not train:
+      return jax.tree.map(lambda o: o[:, None], outputs), aux
+    if extra:
       aux = {**aux, EXTRA_STEP_OUTPUTS: extra}
     return steps, aux
 

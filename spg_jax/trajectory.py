@@ -1,10 +1,12 @@
 """Trajectories of SPG: alive masks, observed states, rewards, returns, lengths, statistics.
 
 Pure JAX. A *trajectory* has T+1 steps: step 0 is the base model's prediction, steps 1..T the
-temporary replicas' predictions. Per-sample functions put the step axis first, `[T+1, *E]`,
+temporary replicas' predictions. Per sample the step axis is first, `[T+1, *E]`,
 where `*E` are optional episode axes (pixels for segmentation, tokens for seq2seq; every
-element of `*E` is its own episode). They take `step_axis` (default 0) so the same function
-works on a batch with `step_axis=1` (`[B, T+1, *E]`); `jax.vmap(f)(x) == f(x, step_axis=1)`.
+element of `*E` is its own episode). They are batched by default, `[B, T+1, *E]` with
+`step_axis=1` (the layout of `SPGModel`, `hpo_step_logits` and the losses); per sample (e.g.
+inside `jax.vmap`) pass `step_axis=0`: `jax.vmap(partial(f, step_axis=0))(x) == f(x)`.
+A `step_axis` outside the array's axes is a one-line ValueError.
 
 Alive mask: `m_0 = 1`, `m_{t+1} = m_t * correct_t`: the step of the first error still
 contributes its loss, the steps after it are padding. Observed state `o_t` in {1, 0, -1}:
@@ -31,22 +33,32 @@ def weighted_mean(values: Array, weights: Array) -> Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), MASKED_EPS)
 
 
-def alive_masks(correct: Array, step_axis: int = 0) -> Array:
+def check_step_axis(shape: Sequence[int], step_axis: int, field: str = "correct") -> int:
+  """`step_axis` if it names an axis of an array of `shape`, else a one-line ValueError."""
+  if isinstance(step_axis, bool) or not isinstance(step_axis, (int, np.integer)) \
+      or not 0 <= step_axis < len(shape):
+    raise ValueError(f"step_axis={step_axis!r}: {field} has shape {tuple(shape)}; use 1 for "
+                     f"batched [B, T+1, ...] (default) or 0 per sample [T+1, ...]")
+  return int(step_axis)
+
+
+def alive_masks(correct: Array, step_axis: int = 1) -> Array:
   """Alive mask per step, float32, no gradient.
 
   Args:
-    correct: bool `[T+1, *E]` (or any shape with the step axis at `step_axis`), whether
+    correct: bool `[B, T+1, *E]` (or any shape with the step axis at `step_axis`), whether
       prediction t is correct.
   Returns:
     float32 same shape: `m_0 = 1`, `m_{t+1} = m_t * correct_t`.
   """
+  check_step_axis(jnp.shape(correct), step_axis)
   c = jnp.moveaxis(jnp.asarray(correct).astype(jnp.float32), step_axis, 0)
   survived = jnp.cumprod(c[:-1], axis=0)
   masks = jnp.concatenate([jnp.ones_like(c[:1]), survived], axis=0)
   return jax.lax.stop_gradient(jnp.moveaxis(masks, 0, step_axis))
 
 
-def observed_states(correct: Array, step_axis: int = 0) -> Array:
+def observed_states(correct: Array, step_axis: int = 1) -> Array:
   """Ternary observed state `o_t` in {1, 0, -1}, int32, same shape as `correct`.
 
   `o_t = m_t + m_{t-1} - 1` with `m_{-1} = 1`: alive (1, 1) -> 1, the step after the first
@@ -58,28 +70,30 @@ def observed_states(correct: Array, step_axis: int = 0) -> Array:
   return jnp.moveaxis(states, 0, step_axis)
 
 
-def step_rewards(correct: Array, step_axis: int = 0) -> Array:
+def step_rewards(correct: Array, step_axis: int = 1) -> Array:
   """Reward after step t: `r_t = prod_{k<=t} correct_k` = alive mask after step t, float32."""
+  check_step_axis(jnp.shape(correct), step_axis)
   c = jnp.moveaxis(jnp.asarray(correct).astype(jnp.float32), step_axis, 0)
   return jax.lax.stop_gradient(jnp.moveaxis(jnp.cumprod(c, axis=0), 0, step_axis))
 
 
-def episode_returns(correct: Array, lambdas: Sequence[float], step_axis: int = 0) -> Array:
+def episode_returns(correct: Array, lambdas: Sequence[float], step_axis: int = 1) -> Array:
   """Return of each episode: `G = 1 + sum_{k=1..T} lambda_k r_{k-1} = 1 + sum_k lambda_k m_k`.
 
   Args:
-    correct: bool `[T+1, *E]` (step axis at `step_axis`).
+    correct: bool `[B, T+1, *E]` (step axis at `step_axis`).
     lambdas: length-T replica weights.
   Returns:
     float32 `[*E]` (the step axis removed).
   """
-  lam = jnp.asarray(validate_lambdas(lambdas, jnp.asarray(correct).shape[step_axis] - 1), jnp.float32)
+  step_axis = check_step_axis(jnp.shape(correct), step_axis)
+  lam = jnp.asarray(validate_lambdas(lambdas, jnp.shape(correct)[step_axis] - 1), jnp.float32)
   m = jnp.moveaxis(alive_masks(correct, step_axis), step_axis, 0)
   return 1.0 + jnp.tensordot(lam, m[1:], axes=(0, 0))
 
 
-def episode_lengths(correct: Array, step_axis: int = 0) -> Array:
-  """Number of steps that contribute to the loss, `sum_t m_t` in 1..T+1, float32 `[*E]`."""
+def episode_lengths(correct: Array, step_axis: int = 1) -> Array:
+  """Number of steps that contribute to the loss, `sum_t m_t` in 1..T+1, float32 `[B, *E]`."""
   return jnp.sum(alive_masks(correct, step_axis), axis=step_axis)
 
 

@@ -4,6 +4,7 @@ Each raises a one-line `ValueError` naming the argument and what is allowed.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import jax
@@ -97,3 +98,13 @@ def check_labels(labels: Any, num_classes: int, *, field: str = "labels",
                                      f" or the ignore label {ignore_label}")
   raise ValueError(f"{field}: values must be in {allowed} (got min {values.min()}, "
                    f"max {values.max()})")
+
+
+def require_extra(module: str, extra: str) -> Any:
+  """`importlib.import_module(module)`, or a one-line ValueError naming the install extra
+  that provides it (`pip install 'spg_jax[<extra>]'`) when it is not installed."""
+  try:
+    return importlib.import_module(module)
+  except ImportError:
+    raise ValueError(f"{module} is not installed: this needs the [{extra}] extra "
+                     f"(pip install 'spg_jax[{extra}]')") from None

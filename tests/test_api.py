@@ -1,4 +1,6 @@
-"""The public API: one import path, help() lists it, the core import stays light."""
+"""The public API: one import path, help() lists it briefly, docs/API.md lists every name,
+the core import stays light."""
+import pathlib
 import pydoc
 import subprocess
 import sys
@@ -11,6 +13,24 @@ def test_help_lists_every_public_name():
   for name in spg_jax.__all__:
     assert name in text, name
     assert getattr(spg_jax, name) is not None
+
+
+def test_help_is_the_index_not_inherited_text():
+  """help(spg_jax) was 5,767 lines (every linen class's inherited Flax methods)."""
+  text = pydoc.render_doc(spg_jax, renderer=pydoc.plaintext)
+  assert len(text.splitlines()) < 150, len(text.splitlines())
+  assert "Public API" in text and "flax.linen.module" not in text
+
+
+def test_api_page_lists_every_public_name():
+  page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
+  import spg_jax.nnx  # pylint: disable=g-import-not-at-top
+  names = list(spg_jax.__all__) + ["SPGReplicas", "spg_step_logits", "SPGTrainable",
+                                   "spg_optimizer"]
+  missing = [n for n in names if f"`{n}" not in page and f"/ `{n}" not in page]
+  assert not missing, missing
+  for name in ("SPGReplicas", "spg_step_logits", "SPGTrainable", "spg_optimizer"):
+    assert callable(getattr(spg_jax.nnx, name))
 
 
 def test_import_does_not_load_training_stack():

@@ -7,10 +7,12 @@ import spg_jax
 
 
 def test_qa_needs_start_and_end():
-  start = jnp.array([[0.0, 3.0, 0.0]])  # argmax 1
-  end = jnp.array([[0.0, 0.0, 3.0]])    # argmax 2
-  assert bool(spg_jax.qa_correct(start, end, jnp.array(1), jnp.array(2))[0])
-  assert not bool(spg_jax.qa_correct(start, end, jnp.array(1), jnp.array(1))[0])
+  start = jnp.array([[[0.0, 3.0, 0.0]]])  # [B=1, T+1=1, L=3], argmax 1
+  end = jnp.array([[[0.0, 0.0, 3.0]]])    # argmax 2
+  assert bool(spg_jax.qa_correct(start, end, jnp.array([1]), jnp.array([2]))[0, 0])
+  assert not bool(spg_jax.qa_correct(start, end, jnp.array([1]), jnp.array([1]))[0, 0])
+  # Per sample: step_axis=0.
+  assert bool(spg_jax.qa_correct(start[0], end[0], jnp.array(1), jnp.array(2), 0)[0])
 
 
 def test_ctc_greedy_decoding_and_threshold():
@@ -25,7 +27,11 @@ def test_ctc_greedy_decoding_and_threshold():
   step_logits = logits[None]  # T+1 = 1
   labels, label_pads = jnp.array([1, 2, 3, 3]), jnp.zeros(4)
   # 2 of 4 target tokens match position by position -> 50% -> correct at threshold 0.5.
-  assert bool(spg_jax.ctc_correct(step_logits, pads, labels, label_pads, 0.5)[0])
-  assert not bool(spg_jax.ctc_correct(step_logits, pads, labels, label_pads, 0.75)[0])
+  ctc = lambda threshold: spg_jax.ctc_correct(step_logits, pads, labels, label_pads,
+                                              threshold, step_axis=0)  # per sample
+  assert bool(ctc(0.5)[0])
+  assert not bool(ctc(0.75)[0])
+  batched = spg_jax.ctc_correct(step_logits[None], pads[None], labels[None], label_pads[None])
+  np.testing.assert_array_equal(batched, [[True]])
   terms = spg_jax.ctc_terms(step_logits[None], pads[None], labels[None], label_pads[None])
   assert terms.losses.shape == (1, 1) and np.isfinite(terms.losses).all()

@@ -42,6 +42,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from spg_jax import validation
+
 NAME = "coco_voc"
 VERSION = "1.0.0"
 # references/segmentation/coco_utils.py: COCO category id of VOC label k.
@@ -70,7 +72,7 @@ def instance_masks(annotations: Sequence[Mapping[str, Any]], height: int, width:
                    ) -> np.ndarray:
   """uint8 `[N, height, width]`: each annotation's `segmentation` (polygons or RLE) as a
   0/1 mask, its parts united (`convert_coco_poly_to_mask`)."""
-  from pycocotools import mask as coco_mask  # pylint: disable=g-import-not-at-top
+  coco_mask = validation.require_extra("pycocotools.mask", "coco")
   masks = []
   for a in annotations:
     decoded = coco_mask.decode(coco_mask.frPyObjects(a["segmentation"], height, width))
@@ -245,7 +247,7 @@ def build(coco_dir: str, data_dir: str, splits: Mapping[str, Instances] | None =
   """
   if splits is None:
     splits = check_inputs(coco_dir, data_dir)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy)
+  tfds = validation.require_extra("tensorflow_datasets", "coco")
   from spg_jax.data import coco_voc_builder  # pylint: disable=g-import-not-at-top
   builder = coco_voc_builder.CocoVoc(data_dir=data_dir, instances=splits)
   builder.download_and_prepare(

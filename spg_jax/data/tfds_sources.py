@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from spg_jax import validation
 from spg_jax.data import catalog
 from spg_jax.data import preprocess
 from spg_jax.data import sources
@@ -68,7 +69,7 @@ def _builder(info: catalog.DatasetInfo, data_dir: str | None) -> Any:
   """The TFDS builder: a catalog builder by name, or (our own datasets) the prepared files
   `<data_dir>/<name>/<version>`, which TFDS reads without the builder's code (the same
   read-only builder whether or not the builder's module was imported)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy)
+  tfds = validation.require_extra("tensorflow_datasets", "tfds")  # heavy: only here
   if info.tfds_name not in _OWN_BUILDERS:
     return tfds.builder(info.tfds_name, data_dir=data_dir)
   from etils import epath  # pylint: disable=g-import-not-at-top
