@@ -28,6 +28,7 @@ Flags live here only. Exit status:
        for it and exits; during start-up nothing is written; a protocol keeps its
        finished runs and does not retrain them.
   130  interrupted: SIGINT (Ctrl-C), handled like SIGTERM (128 + SIGINT).
+Evaluate mode (nothing to save) exits at once on the first signal, with 143 / 130.
 Forced exit: the third stop request exits at once with 143 / 130 (128 + that signal) and
   one line `stopped: forced exit ...`; signals less than 1 s apart are one request (make,
   launchers and job systems send copies at once), so press Ctrl-C three times, a second
@@ -35,7 +36,8 @@ Forced exit: the third stop request exits at once with 143 / 130 (128 + that sig
   temporary folder and renamed when whole; a rerun moves an unfinished one aside), so the
   same command resumes, losing the steps since the last checkpoint. The exit waits for a
   running XLA compilation or device call to return; SIGKILL is the instant stop.
-A signal that arrives after the work is done (the run's results are complete) ends with 0.
+A signal that arrives after the work is done (the run's results are complete) ends with 0;
+  once the exit status is decided, stop signals are ignored while the process exits.
 A SIGKILL loses only the steps since the last checkpoint (`--config.checkpoint.every_steps`).
 """
 import signal
@@ -135,15 +137,15 @@ def run_and_exit(config, workdir: str, startup_signals=()) -> None:
   SIGTERM and SIGINT only request a stop while inside (`spg_jax.train.preemption`);
   `startup_signals`: those `record_stop_signals` received before."""
   from spg_jax.train import preemption  # pylint: disable=g-import-not-at-top  (after flags)
+  # Evaluate mode writes nothing before its last rename, so a stop signal exits at once.
+  force_after = 1 if config.get("mode", "train") == "evaluate" else preemption.FORCE_AFTER
   # sys.exit inside: the status is decided here, the request is never passed on.
-  with preemption.stop_requests(pending=startup_signals) as stop:
+  with preemption.stop_requests(pending=startup_signals, force_after=force_after) as stop:
     try:
       if stop.is_set() and not config.get("multihost", False):
         # Before anything is built (with several processes, the library's first stop
         # point decides, in agreement).
         raise stop.preempted(detail="during start-up; nothing was written")
-      if config.get("mode", "train") == "evaluate" and preemption.requested(stop):
-        raise stop.preempted(detail="before the evaluation; nothing was written")
       result = run(config, workdir)
     except ValueError as e:
       print(f"error: {e}", file=sys.stderr)
@@ -177,7 +179,14 @@ def main(argv):
     # orbax logs every save at INFO (thousands of lines per protocol run); warnings (e.g. a
     # damaged checkpoint moved aside) still show. `--verbosity=0` brings INFO back.
     logging.set_verbosity(logging.WARNING)
-  run_and_exit(_CONFIG.value, _WORKDIR.value, _STARTUP_SIGNALS)
+  try:
+    run_and_exit(_CONFIG.value, _WORKDIR.value, _STARTUP_SIGNALS)
+  finally:
+    # The exit status is decided: later stop signals must not turn it into a death by
+    # signal while the interpreter shuts down (Python resets its handlers to the default
+    # action late in shutdown; ignored signals stay ignored).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      signal.signal(signum, signal.SIG_IGN)
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -18,10 +18,15 @@ Per seed k (the paper's protocol, and how this project does better):
      `results.png`; every base and arm model (replicas stripped) is exported to
      `workdir/exports/<arm>/seed_<k>` (`checkpointing.load_exported` reads it back).
 
-Each run lives in `workdir/runs/<arm>/seed_<k>`; the trainer resumes a run from its
-checkpoint there, so an interrupted protocol re-run on the same workdir continues where it
-stopped. Compiled steps are cached by static settings (`steps.get_engine`), so all seeds,
-and arms with the same structure, compile once.
+Each run lives in `workdir/runs/<arm>/seed_<k>`. Resuming: after a run's exports are on
+disk, `done.json` there records its results (written whole, by renaming a temporary file);
+a rerun on the same workdir takes finished runs from it (nothing recompiled or retrained,
+unless the run's config changed since), continues a stopped run from its checkpoint (the
+trainer resumes it) and starts the rest, so the results equal an uninterrupted run's. A
+stop signal (SIGTERM, SIGINT) is honoured inside the runs (`train.loop`) and between them
+(`Preempted`, after the finished runs' records are written). Compiled steps are cached by
+static settings (`steps.get_engine`), so all seeds, and arms with the same structure,
+compile once.
 
 The `protocol` config section (see experiments/configs/mnist1d_protocol.py):
   seeds: training seeds; init_checkpoint: exported base model to start from (None: train
@@ -35,11 +40,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import json
+import logging
 import os
 import shlex
 import sys
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import jax
 
 from spg_jax import config as config_lib
 from spg_jax import report
@@ -47,12 +56,14 @@ from spg_jax.train import checkpoint_eval
 from spg_jax.train import checkpointing
 from spg_jax.train import engine as engine_lib
 from spg_jax.train import loop
+from spg_jax.train import preemption
 
 BASE_ARM = "base"
 RUNS_DIR = "runs"
 EXPORTS_DIR = "exports"
 RESULTS_MD = "results.md"
 RESULTS_PNG = "results.png"
+DONE_FILE = "done.json"  # in a run's directory: its RunRecord, once its exports are on disk
 # Fields every arm must share so that the comparison has the same budget.
 BUDGET_FIELDS = ("num_steps", "batch_size")
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy",
@@ -229,6 +240,93 @@ def _run_dir(workdir: str, directory: str, arm: str, seed: int) -> str:
   return os.path.join(workdir, directory, arm, f"seed_{seed}")
 
 
+def _tmp_path(path: str) -> str:
+  """Where `path` is written before it is renamed into place: one name per process (each
+  process of a multi-host run writes the same files into the shared workdir)."""
+  stem, ext = os.path.splitext(path)
+  return f"{stem}.{jax.process_index()}.tmp{ext}"
+
+
+def _write_text(path: str, text: str) -> None:
+  """Writes `path` whole or not at all (a temporary file renamed over it)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = _tmp_path(path)
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _fingerprint(stage: Any, **extra: Any) -> dict:
+  """What a finished run was trained with, as plain JSON: its run config (without the
+  progress bar, which changes nothing) and `extra` (e.g. the starting checkpoint)."""
+  config = json.loads(stage.to_json_best_effort(sort_keys=True))
+  config.pop("progress_bar", None)
+  return {"config": config, **extra}
+
+
+def _first_difference(a: Any, b: Any, path: str = "config") -> str | None:
+  """The first field where two JSON trees differ, e.g. "config.optimizer.learning_rate"."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    for key in sorted(set(a) | set(b)):
+      found = _first_difference(a.get(key), b.get(key), f"{path}.{key}")
+      if found:
+        return found
+    return None
+  return None if a == b else path
+
+
+def _record_to_json(record: RunRecord, fingerprint: dict) -> dict:
+  out = dataclasses.asdict(record)
+  del out["export_dir"]  # found again from the workdir (it may have moved)
+  return {"record": out, "trained_with": fingerprint}
+
+
+def _done_record(workdir: str, arm: str, seed: int, fingerprint: dict
+                 ) -> RunRecord | None:
+  """The finished run `arm`/`seed` from its `done.json`, or None: not finished, its export
+  is missing, or it was trained with another config (logged; the trainer then resumes the
+  run from its checkpoint, as without the record)."""
+  path = os.path.join(_run_dir(workdir, RUNS_DIR, arm, seed), DONE_FILE)
+  export_dir = _run_dir(workdir, EXPORTS_DIR, arm, seed)
+  if not os.path.exists(path) or not os.path.isdir(export_dir):
+    return None
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  changed = _first_difference(saved["trained_with"], json.loads(json.dumps(fingerprint)),
+                              "run")
+  if changed:
+    logging.getLogger(__name__).warning(
+        "%s: the run finished with another value of %s; not reusing it", path, changed)
+    return None
+  r = saved["record"]
+  return RunRecord(
+      arm=r["arm"], seed=r["seed"], test_score=r["test_score"], best_step=r["best_step"],
+      best_val_score=r["best_val_score"], num_steps=r["num_steps"],
+      wall_time_s=r["wall_time_s"], export_dir=export_dir,
+      val_curve=tuple(r["val_curve"]), survival=[tuple(c) for c in r["survival"]])
+
+
+def _mark_done(workdir: str, record: RunRecord, fingerprint: dict) -> None:
+  _write_text(os.path.join(_run_dir(workdir, RUNS_DIR, record.arm, record.seed), DONE_FILE),
+              json.dumps(_record_to_json(record, fingerprint), indent=1))
+
+
+def _stop_point(stop: preemption.StopRequest, workdir: str, arm: str, seed: int) -> None:
+  """Raises `Preempted` if a stop was requested, before run `arm`/`seed` starts."""
+  if preemption.requested(stop):
+    raise stop.preempted(detail=f"before run {_run_dir(workdir, RUNS_DIR, arm, seed)}; "
+                         f"the finished runs are kept")
+
+
+def _base_fingerprint(config: Any, seed: int) -> dict:
+  return _fingerprint(base_stage_config(config, seed),
+                      init_checkpoint=config.protocol.init_checkpoint)
+
+
+def _arm_fingerprint(config: Any, stage: Any, seed: int) -> dict:
+  return _fingerprint(stage, base=_base_fingerprint(config, seed))  # it retrains that base
+
+
 def _base_run(config: Any, workdir: str, seed: int, user: dict) -> tuple[RunRecord, dict]:
   """Trains (or loads) the base of `seed`; returns its record and its variables."""
   stage = base_stage_config(config, seed)
@@ -249,10 +347,11 @@ def _base_run(config: Any, workdir: str, seed: int, user: dict) -> tuple[RunReco
                        history_curve(result.history, f"eval/{result.selection_metric}"), [])
   checkpointing.export_variables(export_dir, variables)
   record.wall_time_s = time.time() - start
+  _mark_done(workdir, record, _base_fingerprint(config, seed))
   return record, variables
 
 
-def _arm_run(arm: str, stage: Any, workdir: str, seed: int, base: RunRecord,
+def _arm_run(config: Any, arm: str, stage: Any, workdir: str, seed: int, base: RunRecord,
              base_variables: dict, user: dict) -> RunRecord:
   """Retrains `base_variables` with the arm's config; exports the best-on-validation model."""
   result = loop.train_and_evaluate(stage, _run_dir(workdir, RUNS_DIR, arm, seed),
@@ -263,9 +362,31 @@ def _arm_run(arm: str, stage: Any, workdir: str, seed: int, base: RunRecord,
   # The arm starts exactly at the base's selected variables: that is its step-0 score.
   val_curve = ([0.0] + steps_, [base.best_val_score] + values)
   num_replicas = stage.spg.num_replicas if stage.spg.enabled else 0
-  return RunRecord(arm, seed, float(result.test_score), result.best_step,
-                   result.best_val_score, result.num_steps, result.wall_time_s, export_dir,
-                   val_curve, survival_curves(result.history, num_replicas))
+  record = RunRecord(arm, seed, float(result.test_score), result.best_step,
+                     result.best_val_score, result.num_steps, result.wall_time_s,
+                     export_dir, val_curve, survival_curves(result.history, num_replicas))
+  _mark_done(workdir, record, _arm_fingerprint(config, stage, seed))
+  return record
+
+
+def _seed_runs(config: Any, workdir: str, seed: int, user: dict,
+               stop: preemption.StopRequest) -> Iterator[RunRecord]:
+  """The base and arm runs of `seed`, in order: finished ones from their records, the others
+  trained (a stop signal is honoured before each)."""
+  base = _done_record(workdir, BASE_ARM, seed, _base_fingerprint(config, seed))
+  base_variables = None
+  if base is None:
+    _stop_point(stop, workdir, BASE_ARM, seed)
+    base, base_variables = _base_run(config, workdir, seed, user)
+  yield base
+  for arm, stage in arm_stage_configs(config, seed).items():
+    record = _done_record(workdir, arm, seed, _arm_fingerprint(config, stage, seed))
+    if record is None:
+      _stop_point(stop, workdir, arm, seed)
+      if base_variables is None:  # the base finished earlier: its export is what it gave
+        base_variables = checkpointing.load_exported(base.export_dir)
+      record = _arm_run(config, arm, stage, workdir, seed, base, base_variables, user)
+    yield record
 
 
 def protocol_metric(config: Any, dataset: Any = None) -> report.Metric:
@@ -292,6 +413,13 @@ def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = prin
   Returns:
     A `ProtocolResult`; `str()` of it is the table and the verdicts.
   """
+  with preemption.stop_requests() as stop:
+    return _run_protocol(config, workdir, log, command, model, dataset, stop)
+
+
+def _run_protocol(config: Any, workdir: str, log: Callable[[str], None], command: str | None,
+                  model: Any, dataset: Any, stop: preemption.StopRequest) -> ProtocolResult:
+  """`run_protocol` with the stop request of its signal handler."""
   start = time.time()
   validate_protocol(config, model=model, dataset=dataset)
   user = {"model": model, "dataset": dataset}
@@ -300,12 +428,8 @@ def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = prin
   seeds = [int(s) for s in protocol.seeds]
   runs: dict[str, list[RunRecord]] = {}
   for seed in seeds:
-    base, base_variables = _base_run(config, workdir, seed, user)
-    runs.setdefault(BASE_ARM, []).append(base)
-    log(_run_line(base, metric))
-    for arm, stage in arm_stage_configs(config, seed).items():
-      record = _arm_run(arm, stage, workdir, seed, base, base_variables, user)
-      runs.setdefault(arm, []).append(record)
+    for record in _seed_runs(config, workdir, seed, user, stop):
+      runs.setdefault(record.arm, []).append(record)
       log(_run_line(record, metric))
   arms = list(runs)
   scores = {arm: [r.test_score for r in runs[arm]] for arm in arms}
@@ -314,17 +438,18 @@ def run_protocol(config: Any, workdir: str, *, log: Callable[[str], None] = prin
       confidence=float(protocol.confidence), metric=metric, scores=scores, runs=runs,
       results_md=os.path.join(workdir, RESULTS_MD),
       results_png=os.path.join(workdir, RESULTS_PNG), wall_time_s=0.0)
+  png_tmp = _tmp_path(result.results_png)  # renamed when whole
   report.plot_results(
-      result.results_png, scores,
+      png_tmp, scores,
       val_curves={arm: [r.val_curve for r in runs[arm]] for arm in arms if arm != BASE_ARM},
       survival={arm: _transpose_survival(runs[arm]) for arm in arms
                 if runs[arm][0].survival},
       title=f"{config.model.name} on {config.dataset.name}: retraining protocol, "
             f"{len(seeds)} seeds", metric=metric)
+  os.replace(png_tmp, result.results_png)
   result.wall_time_s = time.time() - start
-  with open(result.results_md, "w", encoding="utf-8") as f:
-    f.write(results_markdown(config, result, command if command is not None
-                             else _default_command()))
+  _write_text(result.results_md, results_markdown(
+      config, result, command if command is not None else _default_command()))
   return result
 
 

@@ -106,13 +106,23 @@ def test_killed_and_restarted_process_ends_bitwise_equal_to_uninterrupted(tmp_pa
 
   codes = []
   # Kills land while the previous step's asynchronous save is still being written (a
-  # half-written folder to step over) or after it; SIGTERM at 10 stops after step 11.
-  for signal_at in ("3:KILL", "5:KILL", "8:KILL", "10:TERM"):
+  # half-written folder to step over) or after it; so may the forced exit at 6 (three
+  # stop requests: nothing saved, only complete checkpoints left); SIGTERM at 10 stops
+  # after step 11.
+  for signal_at in ("3:KILL", "5:KILL", "6:FORCE", "8:KILL", "10:TERM"):
     proc = _launch(cut, args, env, signal_at)
     codes.append(proc.returncode)
     assert proc.returncode in (-signal.SIGKILL, loop.PREEMPTED_EXIT_CODE), \
         proc.stderr[-3000:]
-  assert codes == [-signal.SIGKILL] * 3 + [loop.PREEMPTED_EXIT_CODE]
+    if signal_at == "6:FORCE":
+      assert "stopped: forced exit on stop request 3 (SIGTERM)" in proc.stderr
+      assert "stopped: preempted" not in proc.stderr
+      steps = [n for n in os.listdir(cut / "checkpoints") if n.isdigit()]
+      assert steps  # every step folder left is complete (unfinished ones are tmp folders)
+      for step in steps:
+        assert checkpointing.load_state(cut / "checkpoints", int(step))[0] == int(step)
+  assert codes == [-signal.SIGKILL] * 2 + [loop.PREEMPTED_EXIT_CODE] + \
+      [-signal.SIGKILL] + [loop.PREEMPTED_EXIT_CODE]
   assert "stopped: preempted (SIGTERM) at step 11" in proc.stderr
   assert "11" in _steps_on_disk(cut)  # the SIGTERM checkpoint, off the 2-step schedule
   final = _launch(cut, args, env)

@@ -201,7 +201,9 @@ class Checkpointer:
 
 
 def export_variables(path: str, variables: Any) -> None:
-  """Writes a pytree of arrays (e.g. `{"params", "batch_stats"}`) to `path`, replacing it."""
+  """Writes a pytree of arrays (e.g. `{"params", "batch_stats"}`) to `path`, replacing it.
+  `path` is whole or absent at every moment: orbax writes `<path>.orbax-checkpoint-tmp`
+  (removing one left by a process killed while exporting) and renames it when complete."""
   host = jax.tree.map(np.asarray, jax.device_get(variables))
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.abspath(path), host, force=True)

@@ -14,9 +14,15 @@ Never losing work:
   metrics were checked (nothing non-finite is saved). A run started on a workdir resumes
   from its newest readable checkpoint, bitwise-identical on CPU to an uninterrupted run
   (metrics.jsonl included); damaged checkpoints are moved aside with a warning.
-* SIGTERM or SIGINT (preemption, Ctrl-C) while training: the loop finishes its step, saves
-  a checkpoint, waits for it to reach disk and raises `Preempted` (experiments/main.py exits
-  143 or 130). A SIGKILL loses only the steps since the last checkpoint.
+* SIGTERM or SIGINT (preemption, Ctrl-C), any number, at any moment of the call: the loop
+  stops at its next stop point (before loading data, before compiling, before writing
+  anything, between steps, after the last step's save), saves a checkpoint of the last
+  finished step unless one is on disk, waits for every save to complete and raises
+  `Preempted` (experiments/main.py exits 143 or 130). A signal during start-up leaves
+  nothing written; during a step, evaluation or save, that finishes first; during the
+  test evaluation or the export (the run is complete then), the run returns and the
+  signal goes on to the caller. A SIGKILL loses only the steps since the last
+  checkpoint; see `preemption` for the forced exit.
 * Bad input fails before anything is written: config, workdir, the first training batch
   (its task's rules: e.g. labels outside the classes, non-finite inputs), a checkpoint of
   another model.
@@ -30,7 +36,6 @@ from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
 from spg_jax import config as config_lib
@@ -237,8 +242,7 @@ def _stop_requested(stop: preemption.StopRequest, step: int, log_every: int) -> 
     return stop.is_set()
   if step % log_every:
     return False
-  flags = multihost_utils.process_allgather(np.int32(stop.is_set()))
-  return bool(np.any(flags))
+  return preemption.requested(stop)
 
 
 # -------------------------------------------------------------------------------- loop
@@ -265,13 +269,24 @@ def train_and_evaluate(config: Any, workdir: str, *, init_variables: dict | None
       checkpoint of another model/config; nothing is written before the data is checked.
     FloatingPointError: a non-finite loss, gradient or update (unless
       `config.skip_nonfinite`); the last checkpoint is kept, nothing non-finite is saved.
-    Preempted: SIGTERM or SIGINT arrived (in the main thread); a checkpoint of the current
-      step is on disk.
+    Preempted: SIGTERM or SIGINT arrived (in the main thread): a checkpoint of the last
+      finished step is on disk (nothing is written when it came before training started).
   """
+  with preemption.stop_requests() as stop:
+    return _train_and_evaluate(stop, config, workdir, init_variables, model, dataset)
+
+
+def _train_and_evaluate(stop: preemption.StopRequest, config: Any, workdir: str,
+                        init_variables: dict | None, model: nn.Module | None,
+                        dataset: Any) -> TrainResult:
+  """`train_and_evaluate` with the stop request of its signal handler."""
   start_time = time.time()
   config_lib.validate_config(config, custom_model=model is not None,
                              custom_dataset=dataset)
   _check_workdir(workdir)
+  not_started = f"before training started in {workdir}; nothing was written there"
+  if preemption.requested(stop):  # a signal during start-up: stop before loading data
+    raise stop.preempted(detail=not_started)
   info = dataset_info(config, dataset)
   mesh = sharding.make_mesh(config.num_devices or None)
   spec = engine_lib.spec_from_config(config, mesh, info, model)
@@ -279,6 +294,8 @@ def train_and_evaluate(config: Any, workdir: str, *, init_variables: dict | None
   # Data first: a missing or bad dataset fails in seconds, before anything compiles.
   train_it = _iterator(config, "train", mesh, dataset, train=True)
   _check_first_batch(train_it, spec.task, info.name)
+  if preemption.requested(stop):  # before compiling: a signal while the data loaded
+    raise stop.preempted(detail=not_started)
   engine = engine_lib.get_engine(spec)
   task = engine.task
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
@@ -298,6 +315,8 @@ def train_and_evaluate(config: Any, workdir: str, *, init_variables: dict | None
   best_step, best_val, best_metrics = 0, None, {}
   history: list[dict] = []
   window: list[tuple[int, dict]] = []
+  if preemption.requested(stop):  # during the compilation of init: still nothing written
+    raise stop.preempted(detail=not_started)
 
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -346,50 +365,61 @@ def train_and_evaluate(config: Any, workdir: str, *, init_variables: dict | None
         "history": [dict(r) for r in writer.history],
         "pending": _window_to_json(window)})
 
-  try:
-    with preemption.stop_requests() as stop:
-      while step < config.num_steps:
-        if _stop_requested(stop, step, config.log_every_steps):
-          if saved_step != step:
-            save()
-          ckpt.wait()
-          raise Preempted(step, ckpt.directory, stop.signum or preemption.signal.SIGTERM)
-        state, metrics = engine.train_step(state, next(train_it), dropout_key)
-        step += 1
-        window.append((step, metrics))
-        writer.advance()
-        last = step == config.num_steps
-        if ctrl.enabled and step % ctrl.every_steps == 0:
-          state = state.replace(ctrl=engine.controller_move(
-              state.ctrl, ctrl.target_survival, ctrl.step_size, ctrl.min_rate,
-              ctrl.max_rate))
-          writer.write_scalars(step, metrics_writer.flatten_scalars(
-              "controller", {"dropout_rates": state.ctrl.rates}))
-        if step % config.log_every_steps == 0 or last:
-          flush(log=True)
-        if step % config.eval_every_steps == 0 or last:
-          flush(log=True)
-          val = evaluate_split(engine, state, config, "validation", dataset)
-          writer.write_scalars(step, metrics_writer.flatten_scalars("eval", val))
-          score = val[task.selection_metric]
-          if task.better(score, best_val):
-            best_step, best_val, best_metrics = step, score, val
-            best = _host(state.variables())
-        every = config.checkpoint.every_steps
-        if (every and step % every == 0) or last:
-          save()
-          saved_step = step
+  def stop_here() -> Preempted:
+    """Saves the last finished step unless it is on disk (or none was trained), waits for
+    every save to complete, and gives the exception to raise."""
+    if step > 0 and saved_step != step:
+      save()
+    ckpt.wait()
+    if step == 0 and saved_step is None:
+      return stop.preempted(0, detail="before the first step; nothing to save")
+    return stop.preempted(step, ckpt.directory)
 
-      test = {}
-      if config.eval_test:
-        best_state = state.replace(**jax.device_put(
-            {"params": best["params"], "batch_stats": best.get("batch_stats", {})},
-            sharding.replicated(mesh)))
-        test = evaluate_split(engine, best_state, config, "test", dataset)
-        writer.write_scalars(best_step, metrics_writer.flatten_scalars("test", test))
-      best_base = _base_variables(best, spec.spg.enabled)
-      checkpointing.export_variables(os.path.join(workdir, EXPORT_DIR), best_base)
-      final_base = _base_variables(_host(state.variables()), spec.spg.enabled)
+  try:
+    while step < config.num_steps:
+      if _stop_requested(stop, step, config.log_every_steps):
+        raise stop_here()
+      state, metrics = engine.train_step(state, next(train_it), dropout_key)
+      step += 1
+      window.append((step, metrics))
+      writer.advance()
+      last = step == config.num_steps
+      if ctrl.enabled and step % ctrl.every_steps == 0:
+        state = state.replace(ctrl=engine.controller_move(
+            state.ctrl, ctrl.target_survival, ctrl.step_size, ctrl.min_rate,
+            ctrl.max_rate))
+        writer.write_scalars(step, metrics_writer.flatten_scalars(
+            "controller", {"dropout_rates": state.ctrl.rates}))
+      if step % config.log_every_steps == 0 or last:
+        flush(log=True)
+      if step % config.eval_every_steps == 0 or last:
+        flush(log=True)
+        val = evaluate_split(engine, state, config, "validation", dataset)
+        writer.write_scalars(step, metrics_writer.flatten_scalars("eval", val))
+        score = val[task.selection_metric]
+        if task.better(score, best_val):
+          best_step, best_val, best_metrics = step, score, val
+          best = _host(state.variables())
+      every = config.checkpoint.every_steps
+      if (every and step % every == 0) or last:
+        save()
+        saved_step = step
+
+    # Trained, the last step saved: a rerun redoes the test evaluation and the export from
+    # it, so stopping here loses nothing. A signal from now on lets them finish (the run
+    # is complete then; the caller's next stop point, if any, sees it).
+    if preemption.requested(stop):
+      raise stop_here()
+    test = {}
+    if config.eval_test:
+      best_state = state.replace(**jax.device_put(
+          {"params": best["params"], "batch_stats": best.get("batch_stats", {})},
+          sharding.replicated(mesh)))
+      test = evaluate_split(engine, best_state, config, "test", dataset)
+      writer.write_scalars(best_step, metrics_writer.flatten_scalars("test", test))
+    best_base = _base_variables(best, spec.spg.enabled)
+    checkpointing.export_variables(os.path.join(workdir, EXPORT_DIR), best_base)
+    final_base = _base_variables(_host(state.variables()), spec.spg.enabled)
   finally:
     ckpt.close()
     writer.close()
