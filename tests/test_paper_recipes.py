@@ -66,6 +66,7 @@ def test_quick_recipe_trains_its_spg_arm_two_steps(name, tmp_path):
     from spg_jax.data import coco_voc  # pylint: disable=g-import-not-at-top
     coco_dir = test_data_coco_voc.write_coco(str(tmp_path / "coco"))
     stage.dataset.data_dir = str(tmp_path / "tfds")
+    stage.batch_size = stage.eval_batch_size = 2  # the tiny set trains on a few images
     assert coco_voc.main([f"--coco_dir={coco_dir}",
                           f"--data_dir={stage.dataset.data_dir}"]) == 0
     result = loop.train_and_evaluate(stage, str(tmp_path / "run"))

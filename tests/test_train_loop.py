@@ -95,3 +95,14 @@ def test_nonfinite_loss_raises_with_the_step(tmp_path):
   config = _quick(num_steps=4, optimizer__learning_rate=1e30)
   with pytest.raises(FloatingPointError, match=r"step \d+: non-finite"):
     loop.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_batch_larger_than_the_training_split_is_refused_before_anything_runs(tmp_path):
+  """MNIST-1D trains on 3600 signals: a batch of 4096 would repeat examples in every batch.
+  It is a one-line error naming the field, before compiling or writing anything."""
+  config = _quick(batch_size=4096)
+  workdir = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"^config\.batch_size=4096: larger than the training "
+                                       r"split of mnist1d \(3600 examples\); use at most 3600$"):
+    loop.train_and_evaluate(config, str(workdir))
+  assert not workdir.exists()

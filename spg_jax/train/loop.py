@@ -293,6 +293,10 @@ def _train_and_evaluate(stop: preemption.StopRequest, config: Any, workdir: str,
   spec.task.check_features(info.features, info.name)
   # Data first: a missing or bad dataset fails in seconds, before anything compiles.
   train_it = _iterator(config, "train", mesh, dataset, train=True)
+  num_train = train_it.get_state()["config"]["num_examples"]
+  if config.batch_size > num_train:  # batches would silently repeat examples of one epoch
+    raise ValueError(f"config.batch_size={config.batch_size}: larger than the training split "
+                     f"of {info.name} ({num_train} examples); use at most {num_train}")
   _check_first_batch(train_it, spec.task, info.name)
   if preemption.requested(stop):  # before compiling: a signal while the data loaded
     raise stop.preempted(detail=not_started)
