@@ -121,6 +121,18 @@ def publish(name: str, lines: Sequence[str], path: str = RESULTS_PATH) -> str:
   return body
 
 
+def add_protocol_args(parser: Any) -> None:
+  """The argparse flags every protocol benchmark takes: seeds, stage lengths, the quick
+  variant, the workdir and the results file."""
+  parser.add_argument("--seeds", default="", help="comma-separated; default: the config's")
+  parser.add_argument("--base_steps", type=int, default=0, help="0: the config's")
+  parser.add_argument("--retrain_steps", type=int, default=0, help="0: the config's")
+  parser.add_argument("--quick", action="store_true",
+                      help="the configs' quick variants (tests)")
+  parser.add_argument("--workdir", default="", help="default: a new temporary directory")
+  parser.add_argument("--results", default=RESULTS_PATH)
+
+
 def dataset_names(spec: str, known: Mapping[str, Any]) -> list[str]:
   """`--datasets=a,b` as a list; exits with a one-line error naming any unknown one."""
   names = [d for d in spec.split(",") if d]

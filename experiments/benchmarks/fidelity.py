@@ -52,12 +52,7 @@ def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--datasets", default="mnist1d,digits",
                  help=f"comma-separated from {sorted(CONFIGS)}")
-  p.add_argument("--seeds", default="", help="comma-separated; default: the config's")
-  p.add_argument("--base_steps", type=int, default=0, help="0: the config's")
-  p.add_argument("--retrain_steps", type=int, default=0, help="0: the config's")
-  p.add_argument("--quick", action="store_true", help="the configs' quick variants (tests)")
-  p.add_argument("--workdir", default="", help="default: a new temporary directory")
-  p.add_argument("--results", default=common.RESULTS_PATH)
+  common.add_protocol_args(p)
   return p.parse_args(argv)
 
 

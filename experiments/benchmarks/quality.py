@@ -43,14 +43,9 @@ def parse_args(argv):
   p.add_argument("--datasets", default="mnist1d,digits",
                  help=f"comma-separated from {sorted(CONFIGS)}; segmentation ones "
                  f"({', '.join(SEGMENTATION)}) go to their own section, alone")
-  p.add_argument("--seeds", default="", help="comma-separated; default: the config's")
   p.add_argument("--arms", default="", help="comma-separated arms to keep (the reference "
                  "among them); default: all of the config's")
-  p.add_argument("--base_steps", type=int, default=0, help="0: the config's")
-  p.add_argument("--retrain_steps", type=int, default=0, help="0: the config's")
-  p.add_argument("--quick", action="store_true", help="the configs' quick variants (tests)")
-  p.add_argument("--workdir", default="", help="default: a new temporary directory")
-  p.add_argument("--results", default=common.RESULTS_PATH)
+  common.add_protocol_args(p)
   return p.parse_args(argv)
 
 
