@@ -17,10 +17,13 @@ Flags live here only. Exit status:
        parse or does not exist, a config value, an unknown model or
        dataset, data not prepared, an unwritable workdir, a batch size that does not split
        over the devices, labels outside the classes, non-finite inputs, a workdir holding a
-       checkpoint of another model). Found before anything is written to the workdir (bad
+       checkpoint of another model, a workdir whose stored config.json differs from this
+       config: pass --allow_config_change to continue it with the new config). Found
+       before anything is written to the workdir (bad
        batches after the first one: without saving anything of theirs).
   3    diverged: one line `error: step N: non-finite <term> ...`; the last checkpoint is
-       kept (`--config.skip_nonfinite=True` skips such steps instead).
+       kept (`--config.skip_nonfinite=True` skips such steps instead; then more than
+       `config.max_skipped_fraction` of the steps skipped is this error too).
   143  preempted: SIGTERM arrived; the same command resumes (128 + SIGTERM, so job systems
        see "terminated"). One line `stopped: preempted (SIGTERM) ...` says where: at any
        moment, any number of signals; the run finishes the step (evaluation, save, export)
@@ -73,7 +76,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           "(path[:variant]).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, "
                                "export); an existing checkpoint there is resumed.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Continue the run in --workdir although its stored "
+    "config.json differs from this config (the change is recorded in "
+    "config_changes.json); without it such a rerun is refused.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# `--config.<field>=(a,b,...)` or `[a,b,...]`: a tuple for a field whose default is a number
+# (per-replica `spg.rate`); ml_collections would parse it with the field's float parser.
+_SEQUENCE_OPENERS = ("(", "[")
 
 
 def start_distributed(config) -> None:
@@ -116,22 +127,29 @@ def evaluate_only(config, workdir: str) -> dict:
   return results
 
 
-def run(config, workdir: str):
+def run(config, workdir: str, allow_config_change: bool = False):
   """Validates `config`, then dispatches to evaluate-only, the protocol or
-  `train_and_evaluate`."""
+  `train_and_evaluate`. A training or protocol workdir stores its config
+  (`spg_jax.train.workdir_config`): a rerun with another config is refused unless
+  `allow_config_change`."""
   start_distributed(config)
   if config.get("mode", "train") == "evaluate":
     return evaluate_only(config, workdir)
+  from spg_jax.train import workdir_config  # pylint: disable=g-import-not-at-top
   if "protocol" in config:
     from spg_jax import protocol  # pylint: disable=g-import-not-at-top  (only when needed)
-    return protocol.run_protocol(config, workdir)
+    protocol.validate_protocol(config)
+    with workdir_config.recorded(config, workdir, allow_change=allow_config_change):
+      return protocol.run_protocol(config, workdir)
   from spg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from spg_jax.train import loop  # pylint: disable=g-import-not-at-top
   config_lib.validate_config(config)
-  return loop.train_and_evaluate(config, workdir)
+  with workdir_config.recorded(config, workdir, allow_change=allow_config_change):
+    return loop.train_and_evaluate(config, workdir)
 
 
-def run_and_exit(config, workdir: str, startup_signals=()) -> None:
+def run_and_exit(config, workdir: str, startup_signals=(),
+                 allow_config_change: bool = False) -> None:
   """`run`, a one-line summary or error, and `sys.exit` with the status documented above.
 
   SIGTERM and SIGINT only request a stop while inside (`spg_jax.train.preemption`);
@@ -146,7 +164,7 @@ def run_and_exit(config, workdir: str, startup_signals=()) -> None:
         # Before anything is built (with several processes, the library's first stop
         # point decides, in agreement).
         raise stop.preempted(detail="during start-up; nothing was written")
-      result = run(config, workdir)
+      result = run(config, workdir, allow_config_change)
     except ValueError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_BAD_INPUT)
@@ -180,7 +198,8 @@ def main(argv):
     # damaged checkpoint moved aside) still show. `--verbosity=0` brings INFO back.
     logging.set_verbosity(logging.WARNING)
   try:
-    run_and_exit(_CONFIG.value, _WORKDIR.value, _STARTUP_SIGNALS)
+    run_and_exit(_CONFIG.value, _WORKDIR.value, _STARTUP_SIGNALS,
+                 _ALLOW_CONFIG_CHANGE.value)
   finally:
     # The exit status is decided: later stop signals must not turn it into a death by
     # signal while the interpreter shuts down (Python resets its handlers to the default
@@ -227,14 +246,57 @@ def _check_config_loaded(spec: str) -> None:
                      f"{' '.join(str(_root_cause(e)).split())}") from None
 
 
+def _split_sequence_overrides(argv) -> tuple[list[str], list[tuple[str, str]]]:
+  """`argv` without the `--config.<field>=(...)`/`[...]` overrides, and those overrides as
+  `(field path, value text)`, applied after the config is loaded."""
+  rest, sequences = [], []
+  for arg in argv:
+    name, eq, value = arg.partition("=")
+    if (eq and name.startswith("--config.") and value.strip().startswith(_SEQUENCE_OPENERS)):
+      sequences.append((name[len("--config."):], value))
+    else:
+      rest.append(arg)
+  return rest, sequences
+
+
+def _apply_sequence_override(config, path: str, text: str) -> None:
+  """Sets `config.<path>` to the tuple `text` spells (one-line ValueError otherwise)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  flag = f"--config.{path}={text}"
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise ValueError(f"{flag}: not a tuple of numbers, e.g. (0.1,0.2,0.3)") from None
+  if not isinstance(value, (tuple, list)) or not all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    raise ValueError(f"{flag}: not a tuple of numbers, e.g. (0.1,0.2,0.3)")
+  *parents, field = path.split(".")
+  node = config
+  for i, key in enumerate(parents + [field]):
+    if not hasattr(node, "keys") or key not in node.keys():
+      where = ".".join((parents + [field])[:i]) or "the top level"
+      raise ValueError(f"--config.{path}: the config has no field {key!r} there (at "
+                       f"{where}); overrides can only set fields the config file defines")
+    if key != field:
+      node = node[key]
+  try:  # an existing field: allowed in a locked config; type-safe fields check the type
+    node[field] = tuple(value)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{flag}: {' '.join(str(e).split())}") from None
+
+
 def parse_flags(argv):
   """absl's flag parsing, with every error it raises (unknown flag, a config file that does
   not exist or fails to build, a bad variant, a value that does not parse, an override of a
-  field that does not exist) as one line `error: ...` and exit 2, like every bad input."""
+  field that does not exist) as one line `error: ...` and exit 2, like every bad input.
+  Tuple overrides (`--config.spg.rate=(0.1,0.2,0.3)`) are set after the config loads."""
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
   try:
-    rest = flags.FLAGS(argv)
+    plain, sequences = _split_sequence_overrides(argv)
+    rest = flags.FLAGS(plain)
     _check_config_loaded(spec)
+    for path, text in sequences:
+      _apply_sequence_override(_CONFIG.value, path, text)
     return rest
   except Exception as e:  # pylint: disable=broad-except  (any parse error: one line, exit 2)
     if isinstance(e, (AttributeError, KeyError)):  # ml_collections' unknown override

@@ -75,6 +75,10 @@ or compiled. Fields (all read by `spg_jax.train.train_and_evaluate`):
     with an error naming the step and the first non-finite term, keeping the last
     checkpoint. True: such steps are skipped inside the compiled step (params and
     optimizer state unchanged) and counted in the logged `train/skipped_steps`.
+  max_skipped_fraction: with skip_nonfinite, the run fails (`NonFiniteError`; exit 3 from
+    experiments/main.py) as soon as more than this fraction of the steps so far were
+    skipped, counted at each log/eval point after at least 10 steps (default 0.1): a
+    diverging run is an error, not a quiet success.
   progress_bar: tqdm console progress bar (steps/s, ETA).
 """
 from __future__ import annotations
@@ -108,7 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Not type-safe: a task's fields differ in type from task to task.
   config.task = ml_collections.ConfigDict(type_safe=False)
-  config.task.name = None
+  config.task.name = config_dict.placeholder(str)  # None: the dataset's own task
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "mnist1d"
@@ -173,6 +177,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.distributed.process_id = config_dict.placeholder(int)
   config.distributed.local_device_count = config_dict.placeholder(int)
   config.skip_nonfinite = False
+  config.max_skipped_fraction = 0.1
   config.progress_bar = True
   return config
 
@@ -422,3 +427,4 @@ def validate_config(config: Any, *, custom_model: bool = False, custom_dataset: 
   _int(config, "checkpoint.keep", 1)
   for field in ("eval_test", "skip_nonfinite", "progress_bar"):
     _bool(config, field)
+  _number(config, "max_skipped_fraction", 0.0, 1.0)

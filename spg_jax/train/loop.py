@@ -180,11 +180,18 @@ def _problems(task: Any) -> dict[str, str]:
   return {c.field: c.problem for c in task.batch_checks()}
 
 
+# Skipped steps are judged only once this many steps ran: one bad batch in the first few
+# steps is not a diverging run.
+MIN_STEPS_FOR_SKIP_CHECK = 10
+
+
 def _check(window: list[tuple[int, dict]], task: Any, skip_nonfinite: bool,
-           last_saved: int | None) -> None:
+           last_saved: int | None, max_skipped_fraction: float = 1.0) -> None:
   """Raises for the first step of a fetched window whose batch broke its task's rules
   (ValueError naming the field) or, unless `skip_nonfinite`, with a non-finite term
-  (FloatingPointError naming the step and the first such term, see `health`)."""
+  (FloatingPointError naming the step and the first such term, see `health`); with
+  `skip_nonfinite`, a FloatingPointError once more than `max_skipped_fraction` of the
+  steps so far (at least `MIN_STEPS_FOR_SKIP_CHECK`) were skipped."""
   problems = _problems(task)
   for step, m in window:
     field = health.first_bad_field(m[health.BATCH_OK])
@@ -198,6 +205,16 @@ def _check(window: list[tuple[int, dict]], task: Any, skip_nonfinite: bool,
           f"step {step}: non-finite {bad} (the first non-finite term; "
           f"loss={float(m['loss'])}); nothing of this step was saved, {kept}; "
           f"config.skip_nonfinite=True skips such steps instead")
+  if skip_nonfinite and window:
+    step, m = window[-1]
+    skipped = int(m["skipped_steps"])
+    if step >= MIN_STEPS_FOR_SKIP_CHECK and skipped > max_skipped_fraction * step:
+      kept = (f"the last checkpoint (step {last_saved}) is kept" if last_saved is not None
+              else "no checkpoint was written")
+      raise FloatingPointError(
+          f"step {step}: {skipped} of {step} steps skipped as non-finite, more than "
+          f"config.max_skipped_fraction={max_skipped_fraction} (the run diverges; try a "
+          f"lower learning rate); {kept}")
 
 
 def _log(window: list[tuple[int, dict]], writer: metrics_writer.MetricsWriter) -> None:
@@ -350,12 +367,13 @@ def _train_and_evaluate(stop: preemption.StopRequest, config: Any, workdir: str,
       history=history, shown=("train/loss", f"eval/{task.selection_metric}"))
   ctrl = config.controller
   skip = spec.skip_nonfinite
+  max_skipped = float(config.get("max_skipped_fraction", 1.0))
 
   def flush(log: bool) -> None:
     """Fetches and checks the pending metrics (before anything may be saved); logs them."""
     if window:
       _fetch(window)
-      _check(window, task, skip, saved_step)
+      _check(window, task, skip, saved_step, max_skipped)
       if log:
         _log(window, writer)
         window.clear()
