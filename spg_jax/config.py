@@ -31,14 +31,16 @@ or compiled. Fields (all read by `spg_jax.train.train_and_evaluate`):
     checkpoint best on the task's selection metric is kept.
   optimizer.name: "sgd" (momentum, the reference default) or "adamw"; learning_rate (peak),
     momentum (SGD), weight_decay, nesterov (SGD).
-  schedule.name: "constant", "step" (x decay_factor every decay_every_steps steps) or
-    "cosine"; warmup_steps: linear warm-up (0: none).
+  schedule.name: "constant", "step" (x decay_factor every decay_every_steps steps),
+    "cosine" or "linear" (to 0 at num_steps, Hugging Face's default); warmup_steps: linear
+    warm-up (0: none).
   spg.enabled: train with SPG replicas (False: the base model alone, plain cross-entropy).
     kind: "hpo" (adaptive dropout) or "nas" (extra depth); num_replicas: T; rate: one
     dropout rate or T of them (HPO); lambdas: T replica weights; depth: layers/blocks per
-    replica; form: "masked" (reference HPO) or "reinforce" (return-weighted, reference
-    NAS); label_smoothing: for every step's cross-entropy (soft mixup/cutmix targets keep
-    their mixture; the authors' code takes their argmax first).
+    replica; form: "masked" (reference HPO), "reinforce" (return-weighted, reference
+    NAS) or "unmasked" (ablation: the masked form with every step counted for every
+    sample); label_smoothing: for every step's cross-entropy (soft mixup/cutmix targets
+    keep their mixture; the authors' code takes their argmax first).
     Where the authors' code differs from the paper or from its own intent, one field per
     behaviour (docs/FAITHFULNESS.md; the paper-recipe configs set the authors' values):
     use_relu: False (default): the paper's HPO replica, a residual Linear that learns
@@ -205,11 +207,13 @@ def quick_tiny_model(config: ml_collections.ConfigDict) -> ml_collections.Config
   return config
 
 
-def variant(arg: str | None) -> str:
-  """Validates the `--config=path:ARG` variant name ("" / None: full, or "quick")."""
+def variant(arg: str | None, extra: tuple = ()) -> str:
+  """Validates the `--config=path:ARG` variant name ("" / None: full, "quick", or one of
+  the config's own `extra` variants, e.g. the protocol configs' "ablation")."""
   arg = arg or ""
-  if arg not in ("", "quick"):
-    raise ValueError(f"config variant {arg!r}: must be '' (full) or 'quick'")
+  if arg not in ("", "quick") + tuple(extra):
+    more = "".join(f", {e!r}" for e in extra)
+    raise ValueError(f"config variant {arg!r}: must be '' (full){more} or 'quick'")
   return arg
 
 

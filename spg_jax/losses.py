@@ -29,7 +29,10 @@ from spg_jax.trajectory import (
 from spg_jax.validation import check_labels, validate_lambdas
 
 Array = jax.Array
-LOSS_FORMS = ("masked", "reinforce")
+# "unmasked": the masked form's lambdas and normalisation with every step's loss counted for
+# every sample (deep supervision over the replicas, no trajectory masks): the ablation that
+# isolates what the per-sample episodes add.
+LOSS_FORMS = ("masked", "reinforce", "unmasked")
 # "none": no normalisation (what the authors' runs did in effect); "loss": multiply the loss
 # by stop_gradient(exp(L_base - L_total)) (what they intended); "lr": the same factor on the
 # step size (the trainer writes it into the optimizer; equal to "loss" for plain SGD).
@@ -224,6 +227,23 @@ def masked_loss(terms: StepTerms, lambdas: Sequence[float], base_denominator: st
   return base + jnp.dot(lam, replica), base, replica
 
 
+def unmasked_loss(terms: StepTerms, lambdas: Sequence[float], base_denominator: str = "valid"
+                  ) -> tuple[Array, Array, Array]:
+  """Unmasked form (ablation): the masked form with every mask set to 1.
+
+  `L = mean_i CE_0^i + sum_t lambda_t mean_i CE_t^i`: every replica step's cross-entropy
+  counts for every (real) episode, whether or not an earlier step was already wrong, so
+  gradients do not stop after a sample's first error. Returns (total, base, replica_losses
+  `[T]`); episodes weighted by `terms.valid`, the base as `base_term(..., base_denominator)`.
+  """
+  lam = jnp.asarray(validate_lambdas(lambdas, terms.losses.shape[1] - 1), jnp.float32)
+  weights = _episode_weights(terms)
+  losses = terms.losses.astype(jnp.float32)
+  base = base_term(terms, weights, base_denominator)
+  replica = jax.vmap(lambda v: weighted_mean(v, weights), in_axes=1)(losses[:, 1:])  # [T]
+  return base + jnp.dot(lam, replica), base, replica
+
+
 def reinforce_loss(terms: StepTerms, lambdas: Sequence[float], base_denominator: str = "valid"
                    ) -> tuple[Array, Array, Array]:
   """Return-weighted REINFORCE form (reference NAS library).
@@ -274,7 +294,8 @@ def spg_loss(terms: StepTerms, lambdas: Sequence[float], form: str = "masked",
   Args:
     terms: `StepTerms` with losses/correct `[B, T+1, *E]`.
     lambdas: length-T replica weights (validated against T).
-    form: "masked" (reference HPO) or "reinforce" (return-weighted, reference NAS).
+    form: "masked" (reference HPO), "reinforce" (return-weighted, reference NAS) or
+      "unmasked" (the masked form without masks: an ablation, see `unmasked_loss`).
     normalize: "none" (default; what the authors' runs did in effect), "loss" (multiply by
       `stop_gradient(exp(L_base - L_total))`, what they intended), or "lr" (the loss is
       left as is and the factor is returned as `norm_factor` for the caller's step size).
@@ -288,8 +309,9 @@ def spg_loss(terms: StepTerms, lambdas: Sequence[float], form: str = "masked",
   _check_choice("form", form, LOSS_FORMS)
   mode = normalize_mode(normalize)
   lam = validate_lambdas(lambdas, terms.losses.shape[1] - 1)
-  total, base, replicas = (masked_loss if form == "masked" else reinforce_loss)(
-      terms, lam, base_denominator)
+  form_loss = {"masked": masked_loss, "reinforce": reinforce_loss,
+               "unmasked": unmasked_loss}[form]
+  total, base, replicas = form_loss(terms, lam, base_denominator)
   if mode == "none":
     loss, factor = total, jnp.ones_like(total)
   else:

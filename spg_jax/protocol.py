@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import jax
 
 from spg_jax import config as config_lib
+from spg_jax import protocol_arms
 from spg_jax import report
 from spg_jax.train import checkpoint_eval
 from spg_jax.train import checkpointing
@@ -109,14 +110,30 @@ class ProtocolResult:
   results_md: str
   results_png: str
   wall_time_s: float
+  # Every arm is compared with each of these (paired by seed); `reference` first.
+  references: tuple = ()
+
+  def all_references(self) -> tuple[str, ...]:
+    return (self.reference,) + tuple(r for r in self.references if r != self.reference)
 
   def table(self) -> str:
     return report.results_table_markdown(self.scores, self.reference, self.confidence,
                                          self.metric)
 
+  def other_tables(self) -> str:
+    """The table against each further reference (e.g. the dropout arm), or ""."""
+    return "".join("\n" + report.results_table_markdown(self.scores, ref, self.confidence,
+                                                        self.metric)
+                   for ref in self.all_references()[1:])
+
+  def verdicts(self) -> str:
+    """One plain line per comparison with every reference."""
+    return report.verdict_lines(self.scores, self.all_references(), self.confidence,
+                                self.metric)
+
   def __str__(self) -> str:
-    return (self.table() + "\n" + report.summary_sentence(self.scores, self.reference,
-                                                          self.confidence, self.metric)
+    return (self.table() + self.other_tables() + "\nVerdicts (paired by seed):\n"
+            + self.verdicts()
             + f"\nprotocol wall time {self.wall_time_s:.1f} s; details in {self.results_md}")
 
 
@@ -197,6 +214,10 @@ def validate_protocol(config: Any, *, model: Any = None, dataset: Any = None) ->
     raise ValueError(f"config.protocol.confidence={protocol.confidence!r}: must be in (0, 1)")
   if not list(protocol.arms):
     raise ValueError("config.protocol.arms: needs at least one arm")
+  for ref in protocol_arms.references(protocol)[1:]:
+    if ref not in protocol.arms:
+      raise ValueError(f"config.protocol.references: {ref!r} is not among the arms "
+                       f"{list(protocol.arms)}")
   checkpoint = protocol.init_checkpoint
   if checkpoint is None and not protocol.get("base"):
     raise ValueError("config.protocol.init_checkpoint=None: this protocol has no base stage "
@@ -437,7 +458,8 @@ def _run_protocol(config: Any, workdir: str, log: Callable[[str], None], command
       seeds=seeds, arms=arms, reference=protocol.reference,
       confidence=float(protocol.confidence), metric=metric, scores=scores, runs=runs,
       results_md=os.path.join(workdir, RESULTS_MD),
-      results_png=os.path.join(workdir, RESULTS_PNG), wall_time_s=0.0)
+      results_png=os.path.join(workdir, RESULTS_PNG), wall_time_s=0.0,
+      references=protocol_arms.references(protocol))
   png_tmp = _tmp_path(result.results_png)  # renamed when whole
   report.plot_results(
       png_tmp, scores,
@@ -445,7 +467,7 @@ def _run_protocol(config: Any, workdir: str, log: Callable[[str], None], command
       survival={arm: _transpose_survival(runs[arm]) for arm in arms
                 if runs[arm][0].survival},
       title=f"{config.model.name} on {config.dataset.name}: retraining protocol, "
-            f"{len(seeds)} seeds", metric=metric)
+            f"{len(seeds)} seeds", metric=metric, confidence=float(protocol.confidence))
   os.replace(png_tmp, result.results_png)
   result.wall_time_s = time.time() - start
   _write_text(result.results_md, results_markdown(
@@ -514,11 +536,14 @@ def _protocol_description(config: Any, result: ProtocolResult) -> str:
       f"fixes the data order, which all arms of a seed share (differences are paired by seed).",
   ]
   for name, c in arms.items():
+    head_dropout = dict(c.model.kwargs).get("head_dropout", 0.0)
     if c.spg.enabled:
       rate = f", dropout rate {c.spg.rate}" if c.spg.kind == "hpo" else ""
       spg = (f"SPG-{c.spg.kind.upper()} T={c.spg.num_replicas}{rate}, depth {c.spg.depth}, "
              f"lambdas {tuple(c.spg.lambdas)}, {c.spg.form} loss, normalize "
              f"{c.spg.normalize}")
+    elif head_dropout:
+      spg = f"no SPG, plain dropout {head_dropout:g} on the head's input (continued training)"
     else:
       spg = "no SPG (continued training)"
     lines.append(f"  - `{name}`: {spg}; {c.optimizer.name} lr {c.optimizer.learning_rate}, "
@@ -548,6 +573,11 @@ def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
       "",
       result.table(),
       report.summary_sentence(result.scores, result.reference, result.confidence, m),
+      *([f"Against the other reference arm(s) {list(result.all_references()[1:])}:",
+         result.other_tables()] if result.all_references()[1:] else []),
+      "Verdicts, every arm against each reference (paired by seed):",
+      "",
+      result.verdicts(),
       f"Against the starting checkpoint (`{BASE_ARM}`):",
       "",
       vs_base,

@@ -130,6 +130,48 @@ def verdict(lo: float, hi: float, higher_is_better: bool | None = None) -> str:
   return f"{words} ({'better' if higher == higher_is_better else 'worse'})"
 
 
+def plain_verdict(arm: str, reference: str, values: Sequence[float],
+                  reference_values: Sequence[float], confidence: float = 0.95,
+                  metric: "Metric | None" = None) -> str:
+  """One line a reader can act on: `arm` against `reference` (paired by seed), e.g.
+  "spg_hpo vs dropout: no difference detectable (+0.12 pp, 95% CI [-0.30, +0.54], n=10);
+  SPG is no better than dropout here". "better" / "worse" only when the interval excludes
+  0 (the metric's direction; "higher" / "lower" when it has none)."""
+  metric = metric or ACCURACY
+  d, lo, hi = paired_difference_ci(values, reference_values, confidence)
+  numbers = (f"{_signed_pct(d, percent=metric.percent)} {metric.diff_unit}, "
+             f"{100 * confidence:g}% CI [{_signed_pct(lo, percent=metric.percent)}, "
+             f"{_signed_pct(hi, percent=metric.percent)}], n={len(values)}")
+  if math.isnan(lo) or math.isnan(hi):
+    words = "not decidable (needs >= 2 seeds)"
+  elif lo <= 0.0 <= hi:
+    words = "no difference detectable"
+  elif metric.higher_is_better is None:
+    words = "higher" if lo > 0.0 else "lower"
+  else:
+    words = "better" if (lo > 0.0) == metric.higher_is_better else "worse"
+  line = f"{arm} vs {reference}: {words} ({numbers})"
+  if arm.startswith("spg") and reference.startswith("dropout") and words != "better":
+    line += "; SPG is no better than dropout here"
+  return line
+
+
+def verdict_lines(scores: Mapping[str, Sequence[float]], references: Sequence[str],
+                  confidence: float = 0.95, metric: "Metric | None" = None,
+                  skip: Sequence[str] = ("base",)) -> str:
+  """`plain_verdict` of every arm (but `skip` and the reference itself) against each of
+  `references`, as a markdown list, grouped by reference."""
+  lines = []
+  for ref in references:
+    if ref not in scores:
+      raise ValueError(f"reference={ref!r}: not among the arms {list(scores)}")
+    for arm, values in scores.items():
+      if arm == ref or arm in skip:
+        continue
+      lines.append("- " + plain_verdict(arm, ref, values, scores[ref], confidence, metric))
+  return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- tables
 @dataclasses.dataclass(frozen=True)
 class Metric:
@@ -267,22 +309,46 @@ def _mean_curve(curves: Sequence[Curve]) -> Curve | None:
   return steps[0], values.mean(axis=0)
 
 
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+  """Mean of `values [n]` and the half-width of its t interval (NaN when n < 2)."""
+  mean, std, n = summarize(values)
+  if n < 2:
+    return mean, math.nan
+  return mean, t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+
+
+def score_axis_limits(values: Sequence[float], percent: bool) -> tuple[float, float]:
+  """Y limits for scores `values` (already x100 for percent metrics) that do not magnify
+  small differences: percent axes start at a multiple of 5 at least 1 point below the
+  lowest value and span at least 5 points (capped at 100); others pad by the range."""
+  v = np.asarray(values, dtype=np.float64).reshape(-1)
+  lo, hi = float(v.min()), float(v.max())
+  if percent:
+    bottom = max(0.0, 5.0 * math.floor((lo - 1.0) / 5.0))
+    top = min(100.0, max(hi + 1.0, bottom + 5.0))
+    return bottom, top
+  span = max(hi - lo, 1e-3 * max(abs(hi), 1.0))
+  return lo - span, hi + 0.5 * span
+
+
 def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
                  val_curves: Mapping[str, Sequence[Curve]],
                  survival: Mapping[str, Sequence[Sequence[Curve]]], title: str = "",
-                 metric: Metric = ACCURACY) -> None:
+                 metric: Metric = ACCURACY, confidence: float = 0.95) -> None:
   """Writes a three-panel figure to `path` (PNG).
 
   Args:
     path: output file.
-    accuracies: arm -> `[n]` test scores of `metric` (left: mean ± std bars with per-seed
-      points).
+    accuracies: arm -> `[n]` test scores of `metric` (left: per-seed points, the mean with
+      its `confidence` t interval; the axis is not cut close to the points, see
+      `score_axis_limits`).
     val_curves: arm -> per-seed `(steps [K], validation score [K])` (middle; thin lines
       per seed, thick the mean over seeds).
     survival: SPG arm -> per replica t -> per-seed `(steps [K], fraction of training
       samples still alive after replica t [K])` (right).
     title: figure title.
     metric: the score's name and unit.
+    confidence: coverage of the intervals of the left panel.
   """
   # A bare Figure (no pyplot) renders with Agg without switching the process's backend,
   # so notebooks that call this keep their inline plots. Imported here: heavy.
@@ -298,17 +364,19 @@ def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
   ax = axes[0]
   for i, (arm, values) in enumerate(accuracies.items()):
     v = scale * np.asarray(values, dtype=np.float64)
-    mean, std, _ = summarize(v)
-    ax.bar(i, mean, yerr=0.0 if math.isnan(std) else std, color=arm_color[arm], alpha=0.35,
-           capsize=4)
-    jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(1)
-    ax.scatter(i + jitter, v, color=arm_color[arm], s=18, zorder=3)
-  all_v = scale * np.concatenate([np.asarray(v, np.float64) for v in accuracies.values()])
-  span = max(float(all_v.max() - all_v.min()), 0.005 * scale)
-  ax.set_ylim(float(all_v.min()) - span, float(all_v.max()) + 0.5 * span)
-  ax.set_xticks(range(len(accuracies)), list(accuracies), rotation=15)
+    jitter = np.linspace(-0.2, 0.2, len(v)) if len(v) > 1 else np.zeros(1)
+    ax.scatter(i + jitter, v, color=arm_color[arm], s=14, alpha=0.6, zorder=3)
+    mean, half = mean_interval(v, confidence)
+    ax.errorbar(i, mean, yerr=None if math.isnan(half) else half, fmt="_", ms=22, mew=2,
+                color="black", capsize=6, elinewidth=1.5, zorder=4)
+  ax.set_ylim(*score_axis_limits(
+      scale * np.concatenate([np.asarray(v, np.float64) for v in accuracies.values()]),
+      metric.percent))
+  ax.set_xticks(range(len(accuracies)), list(accuracies), rotation=25, ha="right")
+  ax.grid(axis="y", alpha=0.3)
   ax.set_ylabel(f"test {metric.name}{' (%)' if metric.percent else ''}")
-  ax.set_title(f"test {metric.name} per arm (points: seeds; bars: mean ± std)")
+  ax.set_title(f"test {metric.name} per arm (points: seeds; black: mean, "
+               f"{100 * confidence:g}% t interval)", fontsize=9)
 
   ax = axes[1]
   for arm, curves in val_curves.items():
@@ -320,8 +388,8 @@ def plot_results(path: str, accuracies: Mapping[str, Sequence[float]],
       ax.plot(mean[0], scale * mean[1], color=color, lw=2, label=arm)
   ax.set_xlabel("step")
   ax.set_ylabel(f"validation {metric.name}{' (%)' if metric.percent else ''}")
-  ax.set_title("training curves (validation split)")
-  ax.legend(fontsize=8)
+  ax.set_title("training curves (validation split; thick: mean over seeds)")
+  ax.legend(fontsize=7)
 
   ax = axes[2]
   styles = ["-", "--", ":", "-."]

@@ -50,7 +50,8 @@ TINY = {
     memory: ["--models=cnn1d_mnist1d", "--replicas=1", "--kinds=hpo", "--batch_size=8"],
     # MNIST-1D in both, so that hpo_cost reuses the steps quality compiled (same settings).
     quality: ["--quick", "--datasets=mnist1d", "--seeds=0", "--arms=control,spg_hpo"],
-    hpo_cost: ["--quick", "--seeds=0", "--grid=0.5", "--methods=spg,grid,random"],
+    hpo_cost: ["--quick", "--seeds=0", "--grid=0.5",
+               "--methods=spg,spg_controller,grid,grid_equal_steps,random"],
 }
 
 
@@ -64,6 +65,21 @@ def test_script_runs_tiny_and_writes_its_section(script, tmp_path):
   assert section == body.rstrip()
   assert "| " in section and "- Command: `" in section and "- Hardware: " in section
   assert _section(path, "other") == "untouched"
+
+
+def test_hpo_cost_cuts_a_search_to_a_wall_budget_and_reads_controller_rates():
+  runs = [{"rate": 0.1, "val": 0.5, "test": 0.4, "steps": 4, "wall": 3.0},
+          {"rate": 0.2, "val": 0.9, "test": 0.8, "steps": 4, "wall": 2.0},
+          {"rate": 0.3, "val": 0.7, "test": 0.6, "steps": 4, "wall": 1.0}]
+  search = hpo_cost.select(runs)
+  assert (search["rate"], search["runs"], search["wall"]) == (0.2, 3, 6.0)
+  assert hpo_cost.within_wall(search, 5.0)["rate"] == 0.2  # first two runs fit
+  assert hpo_cost.within_wall(search, 4.0)["rate"] == 0.1  # only the first
+  assert hpo_cost.within_wall(search, 0.5)["runs"] == 1  # at least one run
+  history = [{"step": 100, "controller/dropout_rates/0": 0.25, "controller/dropout_rates/1": 0.3},
+             {"step": 150, "train/loss": 1.0}]
+  assert hpo_cost.final_rates(history) == (0.25, 0.3)
+  assert hpo_cost.final_rates([{"step": 1}]) == ()
 
 
 def test_quality_refuses_unknown_or_mixed_datasets(tmp_path):

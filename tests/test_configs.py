@@ -80,5 +80,6 @@ def test_main_reports_bad_value_and_writes_nothing(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert proc.returncode != 0
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-  assert errors == ["error: config.spg.form='ppo': must be one of ['masked', 'reinforce']"]
+  assert errors == ["error: config.spg.form='ppo': must be one of ['masked', 'reinforce', "
+                    "'unmasked']"]
   assert not workdir.exists()

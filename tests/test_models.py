@@ -51,6 +51,7 @@ SMALL = {
     "vit_s16": (dict(num_classes=10, image_size=32), (2, 32, 32, 3), (2, 5, 384), 384),
     "vit_b16": (dict(num_classes=10, image_size=32), (2, 32, 32, 3), (2, 5, 768), 768),
     "cnn1d_mnist1d": (dict(), (2, 40, 1), (2, 5, 25), 125),
+    "cnn1d_mnist1d_wide": (dict(), (2, 40, 1), (2, 128), 128),  # features: the 128-d layer
     "cnn_digits": (dict(), (2, 8, 8, 1), (2, 2, 2, 64), 64),
 }
 CLASSIFIERS = sorted(SMALL)
@@ -499,7 +500,8 @@ def test_bfloat16_big_models_compute_in_bfloat16(name):
 
 
 def test_registry_names_and_unknown_name():
-  assert models.names() == ("bert", "bert_base", "bert_tiny", "cnn1d_mnist1d", "cnn_digits",
+  assert models.names() == ("bert", "bert_base", "bert_tiny", "cnn1d_mnist1d",
+                            "cnn1d_mnist1d_wide", "cnn_digits",
                             "efficientnet_v2_m",
                             "fcn_resnet50", "fcn_small", "mobilenet_v2", "resnet101",
                             "resnet18", "resnet34", "resnet50", "vit_b16", "vit_s16",

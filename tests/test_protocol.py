@@ -48,7 +48,10 @@ def test_protocol_configs_validate(name):
     config = _config(name, arg)
     protocol.validate_protocol(config)
     arms = protocol.arm_stage_configs(config, 0)
-    assert list(arms) == ["control", "spg_hpo", "spg_nas"]
+    # The reference first, then the arms by name (a ConfigDict iterates its keys sorted).
+    expected = ["control", "spg_hpo", "spg_nas"] if arg else [
+        "control", "dropout", "spg_hpo", "spg_nas", "spg_unmasked"]
+    assert list(arms) == expected
     assert not arms["control"].spg.enabled
     assert (arms["spg_hpo"].spg.kind, arms["spg_nas"].spg.kind) == ("hpo", "nas")
     assert not protocol.base_stage_config(config, 0).spg.enabled

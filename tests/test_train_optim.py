@@ -32,6 +32,12 @@ def test_torchvision_segmentation_schedule_hand_computed():
   linear = optim.schedule_factor("constant", 10, warmup_steps=3, warmup_factor=0.01)
   np.testing.assert_allclose([linear(0), linear(1), linear(2), linear(3)],
                              [0.01, 0.505, 1.0, 1.0], rtol=1e-6)
+  # "linear": Hugging Face's decay, 1 -> 0 from the end of the warm-up to num_steps
+  # ((N - t) / (N - W) at step t); the linear warm-up is torch's LinearLR (at the peak at
+  # step W - 1, one step before Hugging Face's t / W: immaterial at a 10% warm-up).
+  hf = optim.schedule_factor("linear", 12, warmup_steps=2, warmup_factor=0.0)
+  np.testing.assert_allclose([hf(i) for i in (0, 1, 2, 7, 12)], [0.0, 1.0, 1.0, 0.5, 0.0],
+                             atol=1e-6)
   with pytest.raises(ValueError, match=r"warmup_method='cosine': must be one of"):
     optim.schedule_factor("poly", 10, warmup_steps=2, warmup_method="cosine")
 

@@ -11,37 +11,39 @@ Compute: training steps and wall time (compilation included, as a user would pay
   python -m experiments.benchmarks.hpo_cost
   python -m experiments.benchmarks.hpo_cost --seeds=0,1,2 --retrain_steps=1000
 
-Where the dropout sits: on the head's input, exactly where SPG-HPO's replicas drop units.
-The registry's `cnn1d_mnist1d` has no dropout (the published model has none); if it has no
-`dropout_rate` field, the searched model is `HeadDropout(base)`: the base applied as is and
-its own head applied again to the dropped-out head input (same parameters, so the same
-checkpoint), passed to the trainer as its own model (`train_and_evaluate(..., model=)`).
+Where the dropout sits: on the head's input, exactly where SPG-HPO's replicas drop units:
+the registry model's `head_dropout` field (the protocol's `dropout` arm, same parameters,
+so the same checkpoint; the published `cnn1d_mnist1d` has no dropout of its own).
+Fair comparisons (the searches get the budget SPG-HPO used, not six times it):
+- `grid_equal_steps`: the same grid, each rate trained `retrain_steps / len(grid)` steps, so
+  the search's training steps equal SPG-HPO's (an SPG step costs more than a plain step, so
+  this search gets somewhat less compute than SPG-HPO).
+- equal wall-clock: the random and TPE searches cut to their first runs whose summed wall
+  time (compilation included) fits in SPG-HPO's own wall time (at least one run), from the
+  runs already made.
+- `spg_controller`: SPG-HPO with the online controller (`config.controller`), against
+  SPG-HPO at the fixed rate and the grid's best fixed rate.
 Writes section `hpo_cost` of experiments/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time
 
-import flax.linen as nn
 import jax
 import numpy as np
 
-import spg_jax
 from experiments.benchmarks import common
 from experiments.configs import mnist1d_protocol
-from spg_jax import data
-from spg_jax import models
 from spg_jax import protocol
 from spg_jax import report
 from spg_jax.train import loop
 
 SECTION = "hpo_cost"
 MODEL = "cnn1d_mnist1d"
-RATE_KWARG = "dropout_rate"
+RATE_KWARG = "head_dropout"
 
 
 def parse_args(argv):
@@ -50,53 +52,13 @@ def parse_args(argv):
   p.add_argument("--grid", default="0,0.1,0.2,0.3,0.4,0.5", help="dropout rates")
   p.add_argument("--resolution", type=float, default=0.05,
                  help="random / Optuna rates are multiples of this")
-  p.add_argument("--methods", default="spg,grid,random,optuna")
+  p.add_argument("--methods", default="spg,spg_controller,grid,grid_equal_steps,random,optuna")
   p.add_argument("--base_steps", type=int, default=0, help="0: the protocol config's")
   p.add_argument("--retrain_steps", type=int, default=0, help="0: the protocol config's")
   p.add_argument("--quick", action="store_true", help="the config's quick variant (tests)")
   p.add_argument("--workdir", default="")
   p.add_argument("--results", default=common.RESULTS_PATH)
   return p.parse_args(argv)
-
-
-class HeadDropout(nn.Module):
-  """`base` with dropout on its head input: logits = head(Dropout(aux["pre_logits"]; rate)).
-
-  `__call__(x, *, train) -> (logits [B, C], aux)`, `aux` being the base's own. Parameters
-  live under "base" (the base's own tree); the head is applied with the base's head
-  parameters, as SPG's replicas do (`spg_jax.apply_shared_head`).
-  """
-  base: nn.Module
-  rate: float
-
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    logits, aux = self.base(x, train=train)
-    if not train or self.rate == 0.0:
-      return logits, aux
-    attach = models.spg_attachment(self.base, "hpo")
-    h = nn.Dropout(self.rate, deterministic=False)(aux[attach.feature_key])
-    variables = spg_jax.head_variables(self.base.variables, attach.head_path)
-    return spg_jax.apply_shared_head(attach.head, variables, h), aux
-
-  def spg_attachments(self, kind: str) -> dict:
-    """The base's attachments seen from the wrapper: its head's variables sit one level
-    down, under "base"; the `aux` entries (feature keys) pass through unchanged."""
-    return {name: dataclasses.replace(a, head_path=("base",) + tuple(a.head_path))
-            for name, a in models.spg_attachments(self.base, kind).items()}
-
-
-def model_has_dropout() -> bool:
-  return RATE_KWARG in getattr(type(models.get(MODEL)), "__dataclass_fields__", {})
-
-
-def head_dropout_model(config, rate: float) -> HeadDropout:
-  """`HeadDropout` around the registry model of `config.model` (classes: the dataset's,
-  unless `config.model.kwargs` gives them, as the trainer does for registry models)."""
-  kwargs = dict(config.model.kwargs)
-  num_classes = kwargs.pop("num_classes", data.dataset_info(config.dataset.name).num_classes)
-  return HeadDropout(models.get(config.model.name, num_classes=num_classes, **kwargs),
-                     float(rate))
 
 
 def quantize(rates, resolution: float) -> np.ndarray:
@@ -106,26 +68,50 @@ def quantize(rates, resolution: float) -> np.ndarray:
   return np.round(np.round(np.asarray(rates) / resolution) * resolution, 10)
 
 
-def search_run(config, seed: int, rate: float, base_variables: dict, workdir: str) -> dict:
-  """One retraining run of the control arm with dropout `rate` on the head input."""
+def search_run(config, seed: int, rate: float, base_variables: dict, workdir: str,
+               num_steps: int = 0) -> dict:
+  """One retraining run of the control arm with dropout `rate` on the head input
+  (`num_steps` > 0: that many steps instead of the protocol's, validated at least at the
+  end)."""
   stage = protocol.arm_stage_configs(config, seed)[config.protocol.reference]
-  if model_has_dropout():
-    stage.model.kwargs[RATE_KWARG] = float(rate)
-    result = loop.train_and_evaluate(stage, workdir, init_variables=base_variables)
-  else:
-    # The wrapper holds the base's params under "base"; empty collections stay out.
-    init = {k: {"base": v} for k, v in base_variables.items() if k == "params" or v}
-    result = loop.train_and_evaluate(stage, workdir, init_variables=init,
-                                     model=head_dropout_model(stage, rate))
+  stage.model.kwargs[RATE_KWARG] = float(rate)
+  if num_steps:
+    stage.num_steps = int(num_steps)
+    stage.eval_every_steps = min(int(stage.eval_every_steps), int(num_steps))
+    stage.log_every_steps = min(int(stage.log_every_steps), int(num_steps))
+  result = loop.train_and_evaluate(stage, workdir, init_variables=base_variables)
   return {"rate": float(rate), "val": result.best_val_score, "test": result.test_score,
           "steps": result.num_steps, "wall": result.wall_time_s}
 
 
 def select(runs: list[dict]) -> dict:
-  """The search's outcome: the run with the best validation accuracy (first on ties)."""
+  """The search's outcome: the run with the best validation accuracy (first on ties);
+  `trials` keeps every run, in order (for the equal-wall-clock cut)."""
   best = max(runs, key=lambda r: r["val"])
   return {"test": best["test"], "rate": best["rate"], "runs": len(runs),
-          "steps": sum(r["steps"] for r in runs), "wall": sum(r["wall"] for r in runs)}
+          "steps": sum(r["steps"] for r in runs), "wall": sum(r["wall"] for r in runs),
+          "trials": list(runs)}
+
+
+def within_wall(search: dict, wall_budget: float) -> dict:
+  """`search` cut to its first runs whose summed wall time fits in `wall_budget` seconds
+  (at least the first run), then selected on validation as before."""
+  runs, total = [], 0.0
+  for run in search["trials"]:
+    if runs and total + run["wall"] > wall_budget:
+      break
+    runs.append(run)
+    total += run["wall"]
+  return select(runs)
+
+
+def final_rates(history: list[dict]) -> tuple[float, ...]:
+  """The controller's last logged dropout rates (`controller/dropout_rates...` keys)."""
+  for record in reversed(history):
+    keys = sorted(k for k in record if k.startswith("controller/"))
+    if keys:
+      return tuple(float(record[k]) for k in keys)
+  return ()
 
 
 def run_seed(config, seed: int, args, workdir: str, grid: list[float]) -> dict:
@@ -142,9 +128,24 @@ def run_seed(config, seed: int, args, workdir: str, grid: list[float]) -> dict:
     r = loop.train_and_evaluate(stage, run_dir("spg", 0), init_variables=base.best_variables)
     out["spg"] = {"test": r.test_score, "steps": r.num_steps, "wall": r.wall_time_s,
                   "runs": 1, "rate": None}
+  if "spg_controller" in methods:
+    stage = protocol.arm_stage_configs(config, seed)["spg_hpo"]
+    stage.controller.enabled = True
+    r = loop.train_and_evaluate(stage, run_dir("spg_controller", 0),
+                                init_variables=base.best_variables)
+    rates = final_rates(r.history)
+    out["spg_controller"] = {"test": r.test_score, "steps": r.num_steps,
+                             "wall": r.wall_time_s, "runs": 1,
+                             "rate": float(np.mean(rates)) if rates else None,
+                             "final_rates": rates}
   if "grid" in methods:
     out["grid"] = select([search_run(config, seed, rate, base.best_variables,
                                      run_dir("grid", i)) for i, rate in enumerate(grid)])
+  if "grid_equal_steps" in methods:
+    steps = max(int(config.protocol.retrain.num_steps) // n, 1)
+    out["grid_equal_steps"] = select([
+        search_run(config, seed, rate, base.best_variables, run_dir("grid_equal_steps", i),
+                   num_steps=steps) for i, rate in enumerate(grid)])
   if "random" in methods:
     rng = np.random.default_rng(1000 + seed)
     rates = quantize(rng.uniform(min(grid), max(grid), n), args.resolution)
@@ -165,6 +166,10 @@ def run_seed(config, seed: int, args, workdir: str, grid: list[float]) -> dict:
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n)
     out["optuna"] = select(runs)
+  if "spg" in out:  # equal wall-clock: the searches' first runs that fit in SPG-HPO's time
+    for method in ("random", "optuna"):
+      if method in out:
+        out[f"{method}_equal_wall"] = within_wall(out[method], out["spg"]["wall"])
   return out
 
 
@@ -179,12 +184,17 @@ def optuna_module():
 
 
 LABELS = {"base": "base (starting checkpoint, not retrained)", "spg": "SPG-HPO (1 run)",
-          "grid": "grid search over dropout", "random": "random search over dropout",
-          "optuna": "Optuna TPE over dropout"}
+          "spg_controller": "SPG-HPO with the online controller (1 run; rate: final mean)",
+          "grid": "grid search over dropout (6x the runs)",
+          "grid_equal_steps": "grid search, same total steps as SPG-HPO",
+          "random": "random search over dropout",
+          "random_equal_wall": "random search cut to SPG-HPO's wall time",
+          "optuna": "Optuna TPE over dropout",
+          "optuna_equal_wall": "Optuna TPE cut to SPG-HPO's wall time"}
 
 
 def table(per_seed: list[dict], confidence: float = 0.95) -> str:
-  header = ["method", "runs / seed", "test acc % (mean ± std)", "vs SPG-HPO pp (95% CI)",
+  header = ["method", "runs / seed (mean)", "test acc % (mean ± std)", "vs SPG-HPO pp (95% CI)",
             "train steps / seed", "wall s / seed", "selected rates"]
   rows = []
   for method in [m for m in LABELS if m in per_seed[0]]:
@@ -196,12 +206,27 @@ def table(per_seed: list[dict], confidence: float = 0.95) -> str:
                                               confidence)
       diff = f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
     rates = [s[method]["rate"] for s in per_seed]
-    rows.append([LABELS[method], per_seed[0][method]["runs"],
+    rows.append([LABELS[method], f"{np.mean([s[method]['runs'] for s in per_seed]):g}",
                  f"{100 * mean:.2f} ± {100 * std:.2f}", diff,
                  f"{np.mean([s[method]['steps'] for s in per_seed]):.0f}",
                  f"{np.mean([s[method]['wall'] for s in per_seed]):.1f}",
                  "-" if rates[0] is None else ", ".join(f"{r:.2f}" for r in rates)])
   return common.markdown_table(header, rows)
+
+
+def verdicts(per_seed: list[dict], confidence: float = 0.95) -> str:
+  """Plain paired verdicts: SPG-HPO against each search, the controller against SPG-HPO's
+  fixed rate and the grid's best fixed rate."""
+  pairs = [("spg", m) for m in ("grid", "grid_equal_steps", "random_equal_wall",
+                                "optuna_equal_wall", "random", "optuna")]
+  pairs += [("spg_controller", "spg"), ("spg_controller", "grid")]
+  lines = []
+  for arm, ref in pairs:
+    if arm in per_seed[0] and ref in per_seed[0]:
+      lines.append("- " + report.plain_verdict(
+          arm, ref, [s[arm]["test"] for s in per_seed], [s[ref]["test"] for s in per_seed],
+          confidence))
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> str:
@@ -226,8 +251,7 @@ def main(argv=None) -> str:
                              grid))
     print(f"seed {seed}: " + ", ".join(f"{m} {100 * r['test']:.2f}%"
                                        for m, r in per_seed[-1].items()), flush=True)
-  where = ("the model's own `dropout_rate`" if model_has_dropout() else
-           "`HeadDropout` (this script; the registry model has no dropout knob)")
+  where = "the registry model's `head_dropout`"
   optuna_line = ("Optuna TPE: available (optuna "
                  f"{optuna_module().__version__}), seeded per seed, same rate set."
                  if has_optuna and "optuna" in args.methods else
@@ -251,6 +275,20 @@ def main(argv=None) -> str:
       f"paired by seed, percentage points, 95% t interval.",
       "",
       table(per_seed),
+      f"Fair budgets: `grid search, same total steps` trains each of the {len(grid)} rates "
+      f"{max(int(p.retrain.num_steps) // len(grid), 1)} steps (its steps equal SPG-HPO's; "
+      f"an SPG step costs more than a plain one, so it gets less compute than SPG-HPO); the "
+      f"`cut to SPG-HPO's wall time` rows keep the first runs of the random / TPE searches "
+      f"whose summed wall time fits in SPG-HPO's (at least one run). The controller "
+      f"(`config.controller`: every {config.controller.every_steps} steps, target survival "
+      f"{config.controller.target_survival}, step {config.controller.step_size}, rates in "
+      f"[{config.controller.min_rate}, {config.controller.max_rate}]) starts from the fixed "
+      f"rate; its column is the mean of its final rates.",
+      "",
+      "Verdicts (paired by seed; names: `spg` SPG-HPO, `spg_controller` with the "
+      "controller, the searches by method):",
+      "",
+      verdicts(per_seed),
       f"Total wall time {time.time() - start:.0f} s.",
   ], args.results)
 

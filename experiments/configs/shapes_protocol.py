@@ -6,12 +6,14 @@ selected on validation mIoU, 5 seeds. Embedded data, no download.
   python -m experiments.main --config=experiments/configs/shapes_protocol.py:quick ...  # tests
 
 SPG acts per pixel on both of the model's heads (main and auxiliary, loss out + 0.5 aux as
-torchvision's FCN recipe); the dropout rate is the reference's segmentation rate, 0.1.
+torchvision's FCN recipe); the dropout rate is the reference's segmentation rate, 0.1. The
+full variant also runs plain dropout 0.1 on the main head's input map and SPG-HPO unmasked.
 """
 import ml_collections
 
 from experiments.configs import mnist1d_protocol
 from spg_jax import config as config_lib
+from spg_jax import protocol_arms
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -31,5 +33,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # validation mIoU); the comparison is between arms retrained from the same checkpoint.
   config.protocol = mnist1d_protocol.protocol_section(
       seeds=(0, 1, 2, 3, 4), base_steps=500, retrain_steps=150, eval_every=50,
-      base_lr=3e-3, retrain_lr=3e-4)
+      base_lr=3e-3, retrain_lr=3e-4, spg=config.spg, arms=protocol_arms.DEFAULT_ARMS)
   return config

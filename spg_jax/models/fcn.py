@@ -125,6 +125,7 @@ class FCN(FCNHeadsMixin, nn.Module):
   aux_loss: bool = True
   dtype: Dtype = jnp.float32
   bn_running_var: str = "biased"
+  head_dropout: float = 0.0  # dropout on the main head's input map in training
 
   def __post_init__(self):
     # Bad settings fail when the model is built, before anything is traced or compiled.
@@ -138,7 +139,8 @@ class FCN(FCNHeadsMixin, nn.Module):
                           dtype=self.dtype, bn_running_var=self.bn_running_var,
                           name="backbone")(x, train=train)
     aux = {"pre_logits": maps["layer4"], "features": maps["layer4"], "layer3": maps["layer3"]}
-    logits = upsample_to(self._head(name="head")(maps["layer4"], train=train), height, width)
+    head_input = layers.head_input_dropout(maps["layer4"], self.head_dropout, train)
+    logits = upsample_to(self._head(name="head")(head_input, train=train), height, width)
     if self.aux_loss:
       aux["aux_logits"] = upsample_to(
           self._aux_head(name="aux_head")(maps["layer3"], train=train), height, width)

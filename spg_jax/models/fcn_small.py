@@ -52,6 +52,7 @@ class FCNSmall(FCNHeadsMixin, nn.Module):
   dropout_rate: float = 0.1
   dtype: Dtype = jnp.float32
   bn_running_var: str = "biased"
+  head_dropout: float = 0.0  # dropout on the main head's input map in training
 
   output_stride: ClassVar[int] = 4
   aux_feature_key: ClassVar[str] = "layer2"
@@ -75,7 +76,8 @@ class FCNSmall(FCNHeadsMixin, nn.Module):
     # Dilation instead of a third stride, as FCN: a larger receptive field at stride 4.
     layer3 = BasicBlock(self.widths[2], dilation=2, name="layer3", **bn)(layer2, train=train)
     aux = {"pre_logits": layer3, "features": layer3, "layer2": layer2}
-    logits = upsample_to(self._head(name="head")(layer3, train=train), height, width)
+    head_input = layers.head_input_dropout(layer3, self.head_dropout, train)
+    logits = upsample_to(self._head(name="head")(head_input, train=train), height, width)
     if self.aux_loss:
       aux["aux_logits"] = upsample_to(
           self._aux_head(name="aux_head")(layer2, train=train), height, width)

@@ -218,6 +218,29 @@ def class_token(tokens: jnp.ndarray) -> jnp.ndarray:
   return tokens[:, 0]
 
 
+def check_head_dropout(rate: Any) -> float:
+  """`rate` if it is a number in [0, 1), else a one-line ValueError."""
+  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+    raise ValueError(f"head_dropout={rate!r}: must be a number in [0, 1) (dropout rate on "
+                     f"the head's input in training; 0: none)")
+  return float(rate)
+
+
+def head_input_dropout(x: jnp.ndarray, rate: float, train: bool) -> jnp.ndarray:
+  """Dropout at `rate` on the head's input `x [B, ..., D]` in train mode (a "dropout" rng is
+  needed then); `x` itself, untouched, at rate 0 or in eval mode, so a model with
+  `head_dropout=0` computes exactly what it did without the option. Call it inside a
+  compact `__call__`: the Dropout module (no variables) belongs to the caller.
+
+  This is the same-budget dropout baseline of the protocol (`spg_jax.protocol_arms`):
+  plain dropout exactly where SPG-HPO's replicas drop units (`aux["pre_logits"]`).
+  """
+  rate = check_head_dropout(rate)
+  if rate == 0.0 or not train:
+    return x
+  return nn.Dropout(rate, deterministic=False)(x)
+
+
 class ClassifierHeadMixin:
   """The classifier head of every classifier here: `nn.Dense(num_classes)` named "head".
 
@@ -232,6 +255,12 @@ class ClassifierHeadMixin:
   # How the head's weight starts (torch.nn.Linear's default unless a model says otherwise);
   # a staticmethod so that reading it from an instance does not bind `self`.
   head_kernel_init = staticmethod(torch_linear_kernel_init)
+
+  def head_input(self, pre_logits: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """The head's input in this pass: `pre_logits` with the model's `head_dropout` (a
+    field of every registry classifier; 0 by default: unchanged) in train mode. The model
+    still returns the un-dropped `pre_logits` in aux, where SPG's replicas read it."""
+    return head_input_dropout(pre_logits, getattr(self, "head_dropout", 0.0), train)
 
   def make_head(self, **kwargs) -> nn.Dense:
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=self.head_kernel_init,

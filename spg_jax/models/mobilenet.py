@@ -84,6 +84,7 @@ class MobileNetV2(layers.DropoutClassifierHeadMixin, nn.Module):
   dtype: Dtype = jnp.float32
   bn_running_var: str = "biased"
   spg_attach: str = "after_dropout"
+  head_dropout: float = 0.0  # dropout on the head's input in training (layers.head_input)
   head_kernel_init = staticmethod(nn.initializers.normal(0.01))  # torchvision's choice
 
   def __post_init__(self):
@@ -115,7 +116,7 @@ class MobileNetV2(layers.DropoutClassifierHeadMixin, nn.Module):
                              bn_running_var=bn_running_var, name="last_conv")(x, train=train)
     pooled = layers.global_avg_pool(features)
     pre_logits = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
-    logits = self.make_head(name="head")(pre_logits)
+    logits = self.make_head(name="head")(self.head_input(pre_logits, train))
     return logits, {"pre_logits": pre_logits, "pooled": pooled, "features": features}
 
   def spg_pre_head(self) -> Callable[[jnp.ndarray], jnp.ndarray]:

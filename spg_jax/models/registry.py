@@ -24,6 +24,7 @@ _BUILDERS: types.MappingProxyType = types.MappingProxyType({
     "vit_s16": functools.partial(vit.vit, "s", 16),
     "vit_b16": functools.partial(vit.vit, "b", 16),
     "cnn1d_mnist1d": small.CNN1D,
+    "cnn1d_mnist1d_wide": small.CNN1DWide,
     "cnn_digits": small.DigitsCNN,
     "fcn_resnet50": fcn.FCN,
     "fcn_small": fcn_small.FCNSmall,

@@ -145,6 +145,7 @@ class ResNet(layers.ClassifierHeadMixin, nn.Module):
   stem: str = "imagenet"
   dtype: Dtype = jnp.float32
   bn_running_var: str = "biased"
+  head_dropout: float = 0.0  # dropout on the head's input in training (layers.head_input)
 
   def __post_init__(self):
     # Bad settings fail when the model is built, before anything is traced or compiled.
@@ -157,7 +158,7 @@ class ResNet(layers.ClassifierHeadMixin, nn.Module):
                           bn_running_var=self.bn_running_var, name="backbone")(
                               x, train=train)
     pre_logits = layers.global_avg_pool(maps["layer4"])
-    logits = self.make_head(name="head")(pre_logits)
+    logits = self.make_head(name="head")(self.head_input(pre_logits, train))
     return logits, {"pre_logits": pre_logits, "features": maps["layer4"],
                     "layer3": maps["layer3"]}
 

@@ -79,6 +79,7 @@ class VisionTransformer(layers.ClassifierHeadMixin, nn.Module):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  head_dropout: float = 0.0  # dropout on the head's input in training (layers.head_input)
   head_kernel_init = staticmethod(nn.initializers.zeros)  # torchvision zero-inits the head
 
   @nn.compact
@@ -103,7 +104,7 @@ class VisionTransformer(layers.ClassifierHeadMixin, nn.Module):
                        name=f"encoder_layer_{i}")(x, train=train)
     features = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="encoder_ln")(x)
     pre_logits = layers.class_token(features)
-    logits = self.make_head(name="head")(pre_logits)
+    logits = self.make_head(name="head")(self.head_input(pre_logits, train))
     return logits, {"pre_logits": pre_logits, "features": features}
 
   def spg_pre_head(self) -> Callable[[jnp.ndarray], jnp.ndarray]:

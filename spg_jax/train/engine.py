@@ -150,9 +150,10 @@ def spec_from_config(config: Any, mesh: Mesh, info: Any, model: nn.Module | None
           decay_every_steps=int(config.schedule.decay_every_steps) if stepped else 0,
           decay_factor=float(config.schedule.decay_factor) if stepped else 1.0,
           warmup_steps=int(config.schedule.warmup_steps),
-          # Only the cosine schedule depends on the run length; elsewhere leaving it out
+          # Only cosine, poly and linear depend on the run length; elsewhere leaving it out
           # lets runs of different lengths share compiled steps.
-          num_steps=int(config.num_steps) if config.schedule.name == "cosine" else 0),
+          num_steps=(int(config.num_steps) if config.schedule.name in ("cosine", "poly", "linear")
+                     else 0)),
       mesh=mesh, skip_nonfinite=bool(config.get("skip_nonfinite", False)))
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "poly")
+SCHEDULES = ("constant", "step", "cosine", "poly", "linear")
 WARMUP_METHODS = ("linear", "constant")
 LR_SCALE = "lr_scale"
 
@@ -39,7 +39,9 @@ def schedule_factor(name: str, num_steps: int, *, decay_every_steps: int = 0,
     name: "constant"; "step" (x`decay_factor` every `decay_every_steps` steps, counted after
       warm-up; the reference uses x0.5 every 10 epochs); "cosine" (to 0 at `num_steps`);
       "poly" (`(1 - t / T) ** power` over the T steps after warm-up: torchvision's
-      segmentation recipe, `PolynomialLR(power=0.9)`).
+      segmentation recipe, `PolynomialLR(power=0.9)`); "linear" (`1 - t / T` over the T
+      steps after warm-up, to 0 at `num_steps`: Hugging Face's
+      `get_linear_schedule_with_warmup`, the default of its Trainer).
     num_steps: total training steps.
     warmup_steps: warm-up steps before the main schedule (0: none).
     warmup_method: "linear" (from `warmup_factor` up to 1; torch's `LinearLR`) or
@@ -62,6 +64,8 @@ def schedule_factor(name: str, num_steps: int, *, decay_every_steps: int = 0,
                                    decay_rate=decay_factor, staircase=True)
   elif name == "poly":
     main = optax.polynomial_schedule(1.0, 0.0, power, transition_steps=main_steps)
+  elif name == "linear":
+    main = optax.linear_schedule(1.0, 0.0, transition_steps=main_steps)
   else:
     main = optax.cosine_decay_schedule(1.0, decay_steps=main_steps)
   if warmup_steps <= 0:
