@@ -11,11 +11,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-.PHONY: venv demo test
-venv: $(VENV)/.installed
+.PHONY: venv demo test espeak
+venv: $(VENV)/.installed espeak
+
+# espeak-ng (Debian package) synthesises the spoken-digits audio set; installed only if
+# missing, as root or through sudo; without it that data set names this command.
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || apt-get install -y espeak-ng >/dev/null 2>&1 \
+	  || sudo -n apt-get install -y espeak-ng >/dev/null 2>&1 \
+	  || echo "warning: espeak-ng is not installed (apt-get install -y espeak-ng); the spoken-digits data set needs it"
 
 demo: $(VENV)/.installed
 	$(PY) -m experiments.main --config=experiments/configs/mnist1d_protocol.py --workdir=$(WORKDIR)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed espeak
 	$(PY) -m pytest -n 2 -q tests

@@ -58,11 +58,11 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--overwrite", action="store_true",
                       help="replace an existing export at --out")
   parser.add_argument("--head", default=None,
-                      help="huggingface bert: the task head of a checkpoint without one "
-                      "(sequence or qa)")
+                      help="huggingface bert / wav2vec2: the task head of a checkpoint "
+                      "without one (bert: sequence or qa; wav2vec2: sequence or ctc)")
   parser.add_argument("--num_classes", type=int, default=None,
-                      help="huggingface bert: the fresh sequence head's classes (1: "
-                      "regression)")
+                      help="huggingface bert / wav2vec2: the fresh sequence head's "
+                      "classes (bert: 1 for regression)")
   parser.add_argument("--seed", type=int, default=None,
                       help="seed of the variables a checkpoint lacks (default 0)")
   return parser

@@ -17,7 +17,7 @@ The wrapper that runs them with a base model's shared head is `spg_jax.spg_model
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -67,7 +67,14 @@ class HPOReplica(nn.Module):
   def __call__(self, h: jax.Array, *, train: bool, rate: jax.Array | float | None = None
                ) -> jax.Array:
     """`rate`, when given, overrides `self.rate` and may be a traced value (a controller's
-    choice), so changing it never recompiles."""
+    choice), so changing it never recompiles. `h` may also be a mapping with
+    `"hidden_states" [B, T, D]` and a mask riding along (sequence features, e.g.
+    wav2vec2's frames): only the states are perturbed, per frame."""
+    if isinstance(h, Mapping):
+      return {**h, "hidden_states": self._perturb(h["hidden_states"], train, rate)}
+    return self._perturb(h, train, rate)
+
+  def _perturb(self, h: jax.Array, train: bool, rate: Any) -> jax.Array:
     h = traced_dropout(self, h, self.rate if rate is None else rate, train)
     if self.use_relu:
       # h + relu(0 @ h + 0) == h, and the branch's gradient is 0 for ever: pure dropout.

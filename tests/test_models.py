@@ -53,6 +53,7 @@ SMALL = {
     "cnn1d_mnist1d": (dict(), (2, 40, 1), (2, 5, 25), 125),
     "cnn1d_mnist1d_wide": (dict(), (2, 40, 1), (2, 128), 128),  # features: the 128-d layer
     "cnn_digits": (dict(), (2, 8, 8, 1), (2, 2, 2, 64), 64),
+    "audio_cnn": (dict(), (2, 1600), (2, 128), 128),  # waveform in; features: the fc layer
 }
 CLASSIFIERS = sorted(SMALL)
 TINY = ("cnn1d_mnist1d", "cnn_digits")  # cheap enough to run for real everywhere
@@ -210,6 +211,10 @@ ATTACH_INPUTS = {
     "bert": (dict(size="tiny", head_type="qa"), (2, 8)),
     "bert_tiny": (dict(num_classes=3), (2, 8)),
     "bert_base": (dict(num_classes=3), (2, 8)),
+    "wav2vec2": (dict(size="tiny", head_type="ctc"), (2, 800)),
+    "wav2vec2_tiny": (dict(num_classes=3), (2, 800)),
+    "wav2vec2_base": (dict(num_classes=3), (2, 800)),
+    "wav2vec2_large_lv60": (dict(head_type="ctc"), (2, 800)),
 }
 TEXT_MODELS = ("bert", "bert_tiny", "bert_base")  # token ids in, not images
 
@@ -500,12 +505,13 @@ def test_bfloat16_big_models_compute_in_bfloat16(name):
 
 
 def test_registry_names_and_unknown_name():
-  assert models.names() == ("bert", "bert_base", "bert_tiny", "cnn1d_mnist1d",
+  assert models.names() == ("audio_cnn", "bert", "bert_base", "bert_tiny", "cnn1d_mnist1d",
                             "cnn1d_mnist1d_wide", "cnn_digits",
                             "efficientnet_v2_m",
                             "fcn_resnet50", "fcn_small", "mobilenet_v2", "resnet101",
                             "resnet18", "resnet34", "resnet50", "vit_b16", "vit_s16",
-                            "vit_ti16")
+                            "vit_ti16", "wav2vec2", "wav2vec2_base", "wav2vec2_large_lv60",
+                            "wav2vec2_tiny")
   for call in (lambda: models.get("resnet19"), lambda: models.canonical_name("resnet19")):
     with pytest.raises(ValueError) as error:
       call()

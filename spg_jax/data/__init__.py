@@ -18,7 +18,9 @@ shape without batch axis, dtype): for the classification datasets `{"input": flo
 float32 [64, 64, 3], "label": int32 [64, 64]}` with `ignore_label` 255 on object boundaries;
 for "coco_voc" (COCO 2017 with VOC labels, 21 classes) evaluation examples padded to
 `eval_pad_size` (`{"input": float32 [P, P, 3], "label": int32 [P, P]}`, P = 1040 by
-default) and 480x480 training crops (`DatasetInfo.train_features`).
+default) and 480x480 training crops (`DatasetInfo.train_features`); for the audio sets
+(`spg_jax.data.audio_sources`: "spoken_digits", "speech_commands", "librispeech")
+waveforms `{"input_values": float32 [L], "attention_mask": int32 [L], "label": ...}`.
 Splits are "train", "validation" (carved from the training data, for model selection) and
 "test" (final reports only; ImageNet's public "validation" split, COCO's val2017).
 Train-time augmentation happens in the pipeline (`make_iterator(..., augment=True)`, the
@@ -39,9 +41,11 @@ from jax.sharding import Mesh
 from spg_jax import sharding
 from spg_jax.data import catalog
 from spg_jax.data.arrays import ArrayDataset
+from spg_jax.data import audio_sources
 from spg_jax.data import embedded
 from spg_jax.data import pipeline
 from spg_jax.data import sources
+from spg_jax.data import text_sources
 from spg_jax.data import tfds_sources
 from spg_jax.data.catalog import DatasetInfo, dataset_info, Feature, Features, names, SPLITS
 from spg_jax.data.pipeline import DataIterator, build_dataset
@@ -65,6 +69,13 @@ def make_parts(name: str, split: str, *, data_dir: str | None = None, seed: int 
   catalog.check_validation_fraction(validation_fraction)
   if info.kind == "arrays":
     parts = sources.Parts(name.source(split), sources.identity, None)
+  elif info.kind == "text":
+    parts = text_sources.make_text_parts(info.name, split, data_dir=data_dir,
+                                         validation_fraction=validation_fraction,
+                                         options=info.options)
+  elif info.kind == "audio":
+    parts = audio_sources.make_audio_parts(info.name, split, data_dir=data_dir,
+                                           options=info.options)
   elif info.kind == "embedded":
     parts = embedded.make_embedded_parts(name, split, split_seed=seed,
                                          validation_fraction=validation_fraction)
@@ -172,7 +183,7 @@ def default_read_options(info: DatasetInfo, augment: bool) -> grain.ReadOptions 
   """grain's read options for `make_iterator` (see there): None (grain's default) for TFDS
   datasets of small examples; no threads for in-memory ones; a shorter read-ahead where
   grain's 500 examples would hold more than about 1 GiB."""
-  if info.kind in ("embedded", "arrays"):
+  if info.kind in ("embedded", "arrays", "text", "audio"):
     return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
   features = info.train_features if augment and info.train_features else info.features
   nbytes = sum(int(np.prod(f.shape)) * np.dtype(f.dtype).itemsize for f in features.values())

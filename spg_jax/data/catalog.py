@@ -14,16 +14,21 @@ info with the shapes those options make.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from spg_jax.data import preprocess as preprocess_lib
+from spg_jax.data import librispeech
 from spg_jax.data import shapes
+from spg_jax.data import speech_commands
+from spg_jax.data import spoken_digits
+from spg_jax.data import text_catalog
 
 SPLITS = ("train", "validation", "test")
-KINDS = ("embedded", "tfds", "arrays")
+KINDS = ("embedded", "tfds", "arrays", "text", "audio")
 
 # Preprocessing options, per dataset, with their defaults (torchvision's references). The
 # other datasets have none.
@@ -34,6 +39,10 @@ KINDS = ("embedded", "tfds", "arrays")
 #     2 * base)), crop_size (train RandomCrop) and eval_pad_size (evaluation images are
 #     padded to this square, label 255, so batches have one shape; it must hold the
 #     largest resized image: 2 * base_size holds every aspect ratio up to 2:1).
+#   spoken_digits: train_per_word, validation_per_word, test_per_word (clips per word of
+#     each split, generated with espeak-ng; spg_jax.data.audio_sources).
+#   librispeech: max_samples, max_tokens (padded lengths of audio and transcripts; longer
+#     utterances are left out; spg_jax.data.audio_sources).
 PREPROCESS_OPTIONS = types.MappingProxyType({
     "imagenet2012": types.MappingProxyType({
         "train_crop_size": preprocess_lib.IMAGENET_CROP,
@@ -43,6 +52,11 @@ PREPROCESS_OPTIONS = types.MappingProxyType({
         "base_size": preprocess_lib.SEG_BASE_SIZE,
         "crop_size": preprocess_lib.SEG_CROP_SIZE,
         "eval_pad_size": 2 * preprocess_lib.SEG_BASE_SIZE}),
+    "spoken_digits": types.MappingProxyType({
+        f"{split}_per_word": n for split, n in spoken_digits.DEFAULT_SIZES.items()}),
+    # 20 s of 16 kHz audio (the usual fine-tuning filter) and up to 400 characters.
+    "librispeech": types.MappingProxyType({"max_samples": 20 * librispeech.SAMPLE_RATE,
+                                           "max_tokens": 400}),
 })
 COCO_VOC_NUM_CLASSES = 21
 
@@ -219,7 +233,50 @@ def _coco_voc(options: Mapping[str, int]) -> DatasetInfo:
                      preprocess=tuple(options.items()))
 
 
-_WITH_OPTIONS = types.MappingProxyType({"imagenet2012": _imagenet, "coco_voc": _coco_voc})
+def _text(name: str, options: Mapping[str, Any] | None = None) -> DatasetInfo:
+  # GLUE / SQuAD v1.1 from local files, tokenised on read (spg_jax.data.text_sources).
+  options = dict(options or text_catalog.default_options(name))
+  spec = text_catalog.SPECS[name]
+  features = Features({k: Feature(*v) for k, v in
+                       text_catalog.feature_specs(name, options).items()})
+  return DatasetInfo(name, spec.num_classes, features, "text", task=spec.task,
+                     tfds_name=spec.tfds_name or None, tfds_test_split=spec.test_split,
+                     preprocess=tuple(options.items()))
+
+
+def _spoken_digits(options: Mapping[str, int]) -> DatasetInfo:
+  # espeak-ng's spoken "zero".."nine", 1 s at 16 kHz: waveforms with a sample mask, for
+  # the sequence_classification task (keyword spotting); generated on first use.
+  n = spoken_digits.CLIP_SAMPLES
+  features = Features(input_values=Feature((n,), "float32"),
+                      attention_mask=Feature((n,), "int32"), label=Feature((), "int32"))
+  return DatasetInfo("spoken_digits", len(spoken_digits.WORDS), features, "audio",
+                     task="sequence_classification", preprocess=tuple(options.items()))
+
+
+def _keyword_spotting(name: str, labels: tuple, samples: int) -> DatasetInfo:
+  # Keyword spotting (SUPERB KS): 1 s waveforms at 16 kHz with a sample mask.
+  features = Features(input_values=Feature((samples,), "float32"),
+                      attention_mask=Feature((samples,), "int32"), label=Feature((), "int32"))
+  return DatasetInfo(name, len(labels), features, "audio", task="sequence_classification")
+
+
+def _librispeech(options: Mapping[str, int]) -> DatasetInfo:
+  # Transcribed speech (LibriSpeech layout) for the ctc task: wav2vec2's 32 characters.
+  samples, tokens = options["max_samples"], options["max_tokens"]
+  features = Features(input_values=Feature((samples,), "float32"),
+                      attention_mask=Feature((samples,), "int32"),
+                      label=Feature((tokens,), "int32"),
+                      label_paddings=Feature((tokens,), "float32"))
+  return DatasetInfo("librispeech", len(librispeech.VOCAB), features, "audio", task="ctc",
+                     preprocess=tuple(options.items()))
+
+
+_WITH_OPTIONS = types.MappingProxyType({"imagenet2012": _imagenet, "coco_voc": _coco_voc,
+                                        "spoken_digits": _spoken_digits,
+                                        "librispeech": _librispeech,
+                                        **{n: functools.partial(_text, n)
+                                           for n in text_catalog.NAMES}})
 
 # Read-only mapping: a constant table, not mutable global state. Embedded datasets first.
 _CATALOG = types.MappingProxyType({
@@ -235,6 +292,11 @@ _CATALOG = types.MappingProxyType({
     "cifar100": _classifier("cifar100", 100, (32, 32, 3), "tfds", "cifar100", "test"),
     "imagenet2012": _imagenet(PREPROCESS_OPTIONS["imagenet2012"]),
     "coco_voc": _coco_voc(PREPROCESS_OPTIONS["coco_voc"]),
+    "spoken_digits": _spoken_digits(PREPROCESS_OPTIONS["spoken_digits"]),
+    "speech_commands": _keyword_spotting("speech_commands", speech_commands.LABELS,
+                                         speech_commands.CLIP_SAMPLES),
+    "librispeech": _librispeech(PREPROCESS_OPTIONS["librispeech"]),
+    **{n: _text(n) for n in text_catalog.NAMES},
 })
 
 
@@ -276,6 +338,8 @@ def check_preprocess(name: str, preprocess: Mapping[str, Any] | None) -> dict[st
   None values stand for the default (a config may hold every option as a placeholder).
   """
   given = {k: v for k, v in dict(preprocess or {}).items() if v is not None}
+  if name in text_catalog.NAMES:  # text options are not all pixel counts
+    return text_catalog.check_options(name, given)
   defaults = PREPROCESS_OPTIONS.get(name, {})
   for key, value in given.items():
     if key not in defaults:
@@ -284,7 +348,8 @@ def check_preprocess(name: str, preprocess: Mapping[str, Any] | None) -> dict[st
       raise ValueError(f"preprocess.{key}={value!r}: not an option of dataset {name!r}; "
                        f"{allowed}")
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-      raise ValueError(f"preprocess.{key}={value!r}: must be a positive integer (pixels)")
+      unit = "pixels" if name in ("imagenet2012", "coco_voc") else "a count"
+      raise ValueError(f"preprocess.{key}={value!r}: must be a positive integer ({unit})")
   options = {**defaults, **{k: int(v) for k, v in given.items()}}
   if name == "coco_voc" and options["eval_pad_size"] < options["base_size"]:
     raise ValueError(f"preprocess.eval_pad_size={options['eval_pad_size']}: must be at "

@@ -10,7 +10,8 @@ from typing import Callable, Mapping, Tuple
 
 import flax.linen as nn
 
-from spg_jax.models import bert, efficientnet, fcn, fcn_small, mobilenet, resnet, small, vit
+from spg_jax.models import (audio_cnn, bert, efficientnet, fcn, fcn_small, mobilenet, resnet,
+                            small, vit, wav2vec2)
 
 # Read-only: building a model never changes this table.
 _BUILDERS: types.MappingProxyType = types.MappingProxyType({
@@ -32,6 +33,13 @@ _BUILDERS: types.MappingProxyType = types.MappingProxyType({
     "bert": bert.bert,
     "bert_tiny": functools.partial(bert.bert, "tiny"),
     "bert_base": functools.partial(bert.bert, "base"),
+    # wav2vec2: `wav2vec2(size=..., head_type="sequence" | "ctc", **Wav2Vec2Config fields)`.
+    "wav2vec2": wav2vec2.wav2vec2,
+    "wav2vec2_tiny": functools.partial(wav2vec2.wav2vec2, "tiny"),
+    "wav2vec2_base": functools.partial(wav2vec2.wav2vec2, "base"),
+    "wav2vec2_large_lv60": functools.partial(wav2vec2.wav2vec2, "large"),
+    # A small log-mel CNN keyword spotter trained from scratch (the spoken-digits demo).
+    "audio_cnn": audio_cnn.AudioCNN,
 })
 
 # torchvision's model-builder names that differ from ours: alias -> canonical name.

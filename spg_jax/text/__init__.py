@@ -6,3 +6,6 @@ from spg_jax import validation as _validation
 _validation.require_extra("tokenizers", "text")  # one line naming the extra, not a traceback
 from spg_jax.text.squad import predict_answers, squad_metrics
 from spg_jax.text.tokenize import BertTokenizer, answer_tokens, load_tokenizer
+
+__all__ = ["BertTokenizer", "answer_tokens", "load_tokenizer", "predict_answers",
+           "squad_metrics"]
