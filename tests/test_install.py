@@ -43,17 +43,23 @@ def _closure(requirements):
     if name in seen:
       continue
     seen.add(name)
-    todo.extend(Requirement(r) for r in (metadata.requires(req.name) or []))
+    try:
+      todo.extend(Requirement(r) for r in (metadata.requires(req.name) or []))
+    except metadata.PackageNotFoundError:  # an extra's package not installed here
+      pass
   return seen
 
 
 def _import_names(dists):
   """Top-level import names provided by the installed distributions `dists`."""
-  names = set()
+  names, installed = set(), set()
   for module, owners in metadata.packages_distributions().items():
+    installed |= {_canon(o) for o in owners}
     if any(_canon(o) in dists for o in owners):
       names.add(module)
-  return names
+  # An extra's distribution that is not installed here: its module by the usual convention
+  # (soundfile -> soundfile).
+  return names | {d.replace("-", "_") for d in dists if d not in installed}
 
 
 def _hidden():
