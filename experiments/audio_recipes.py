@@ -55,11 +55,19 @@ def wav2vec2_recipe(dataset: str, *, model_kwargs: Mapping[str, Any],
                     task: Mapping[str, Any], learning_rate: float, batch_size: int,
                     num_steps: int, eval_every: int, rate: float = 0.1,
                     seeds: tuple = (0, 1, 2), eval_batch_size: int = 64,
-                    preprocess: Mapping[str, Any] | None = None
-                    ) -> ml_collections.ConfigDict:
+                    preprocess: Mapping[str, Any] | None = None,
+                    accumulation_steps: int = 1) -> ml_collections.ConfigDict:
   """A wav2vec2 retraining protocol without a base stage (init_checkpoint required):
   AdamW (Hugging Face's betas 0.9 / 0.999, eps 1e-8, no weight decay), linear decay to 0
-  after a warm-up of `WARMUP_RATIO` of the steps."""
+  after a warm-up of `WARMUP_RATIO` of the updates.
+
+  Args:
+    batch_size: the micro-batch; `accumulation_steps` of them make one optimizer update
+      (Hugging Face's `gradient_accumulation_steps`; 1: none).
+    num_steps, eval_every: in optimizer updates, as Hugging Face counts them; the config's
+      step counts are micro-batches (`x accumulation_steps`, see `spg_jax.config`).
+  """
+  k = accumulation_steps
   config = config_lib.base_config()
   config.model.name = "wav2vec2"
   config.model.kwargs = ml_collections.ConfigDict(dict(model_kwargs))
@@ -75,20 +83,21 @@ def wav2vec2_recipe(dataset: str, *, model_kwargs: Mapping[str, Any],
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = learning_rate
   config.optimizer.weight_decay = 0.0
+  config.optimizer.accumulation_steps = k
   config.schedule.name = "linear"
-  config.schedule.warmup_steps = int(round(WARMUP_RATIO * num_steps))
+  config.schedule.warmup_steps = k * int(round(WARMUP_RATIO * num_steps))
   config.checkpoint.every_steps = 0
   config.progress_bar = False
   spg_settings(config, rate)
-  config.num_steps = num_steps
-  config.eval_every_steps = eval_every
+  config.num_steps = k * num_steps
+  config.eval_every_steps = k * eval_every
   p = ml_collections.ConfigDict()
   p.seeds = seeds
   p.init_checkpoint = config_dict.placeholder(str)
   p.reference = "control"
   p.confidence = 0.95
-  p.retrain = ml_collections.ConfigDict({"num_steps": num_steps,
-                                         "eval_every_steps": eval_every})
+  p.retrain = ml_collections.ConfigDict({"num_steps": k * num_steps,
+                                         "eval_every_steps": k * eval_every})
   p.arms = arms()
   config.protocol = p
   return config
@@ -97,14 +106,17 @@ def wav2vec2_recipe(dataset: str, *, model_kwargs: Mapping[str, Any],
 def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The quick variant for CPU tests: a one-layer wav2vec2 32 wide with the tiny conv stack
   (`wav2vec2("tiny")`), batches of 4, one seed, a 4-step base stage from scratch and
-  4-step arms; the same pipeline, optimiser, schedule shape, arms and SPG settings."""
+  4-step arms; the same pipeline, optimiser, schedule shape, arms and SPG settings (a
+  recipe with gradient accumulation keeps it, with 2 micro-batches per update)."""
+  k = min(config.optimizer.accumulation_steps, 2)
+  config.optimizer.accumulation_steps = k
   config.model.kwargs.size = "tiny"
   config.model.kwargs.num_hidden_layers = 1
   config.batch_size = 4
   config.eval_batch_size = 4
   config.num_devices = 1  # batches of 4: one device (tests may fake 8 CPU devices)
   config.log_every_steps = 2
-  config.schedule.warmup_steps = 1
+  config.schedule.warmup_steps = k  # one update
   config.num_steps = 4
   config.eval_every_steps = 2
   p = config.protocol

@@ -25,12 +25,30 @@ or compiled. Fields (all read by `spg_jax.train.train_and_evaluate`):
     the training data held out for model selection, in (0, 1); dataset.preprocess: the
     dataset's preprocessing options (`spg_jax.data.catalog.PREPROCESS_OPTIONS`, e.g.
     ImageNet's `eval_resize_size` / `eval_crop_size`; empty or None values: the defaults).
-  batch_size / eval_batch_size: global batch sizes (multiples of the device count).
-  num_steps: training steps; log_every_steps: train-metric logging interval;
-    eval_every_steps: validation interval (validation also runs at the last step); the
-    checkpoint best on the task's selection metric is kept.
+  batch_size / eval_batch_size: global batch sizes (multiples of the device count); with
+    gradient accumulation batch_size is the micro-batch.
+  num_steps: training steps (train-step calls, one batch each: micro-batches with
+    accumulation); log_every_steps: train-metric logging interval; eval_every_steps:
+    validation interval (validation also runs at the last step); the checkpoint best on
+    the task's selection metric is kept. Every step count of the config (these,
+    schedule.*, checkpoint.every_steps, controller.every_steps) counts micro-batches.
   optimizer.name: "sgd" (momentum, the reference default) or "adamw"; learning_rate (peak),
     momentum (SGD), weight_decay, nesterov (SGD).
+  optimizer.accumulation_steps: k >= 1 micro-batches per optimizer update (1, default: no
+    accumulation). The mean of k micro-batch gradients is applied every k-th step
+    (`optax.MultiSteps`; the update of one batch of k * batch_size with a mean-reduced
+    loss); num_steps, eval_every_steps, schedule.warmup_steps and (step schedule)
+    schedule.decay_every_steps must be multiples of k, so that every validation sees a
+    finished update and the schedule, which counts updates, gets whole numbers of them.
+    The accumulator costs one float32 copy of the trainable parameters.
+    Logged train metrics are means over micro-batches (train/learning_rate: that of the
+    last update); checkpoints keep the accumulated gradient, so a resumed run continues
+    mid-cycle. BatchNorm statistics are updated per micro-batch (not those of the big
+    batch), and SPG's masked loss normalises each micro-batch's replica terms by its own
+    survivors (as Hugging Face's accumulation does), so it equals the big batch only where
+    the micro-batches have the same survivors; a micro-batch skipped by skip_nonfinite is
+    left out of its cycle (the update comes one step later; a run's last, unfinished
+    cycle is then never applied).
   schedule.name: "constant", "step" (x decay_factor every decay_every_steps steps),
     "cosine" or "linear" (to 0 at num_steps, Hugging Face's default); warmup_steps: linear
     warm-up (0: none).
@@ -135,6 +153,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 0.0
   config.optimizer.nesterov = False
+  config.optimizer.accumulation_steps = 1
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = "constant"
@@ -320,6 +339,26 @@ def validate_mode(config: Any) -> None:
           "spg_jax.train.checkpointing.export_variables)")
 
 
+def validate_accumulation(config: Any) -> None:
+  """Checks `optimizer.accumulation_steps` (absent: 1) and that the step counts it divides
+  (num_steps, eval_every_steps, the schedule's warm-up and decay period) are multiples."""
+  k = config.optimizer.get("accumulation_steps", 1)
+  try:
+    optim.check_accumulation_steps(k)
+  except ValueError as e:
+    raise ValueError(f"config.{e}") from None
+  if k == 1:
+    return
+  fields = ["num_steps", "eval_every_steps", "schedule.warmup_steps"]
+  if _get(config, "schedule.name") == "step":
+    fields.append("schedule.decay_every_steps")
+  for field in fields:
+    value = _get(config, field)
+    if isinstance(value, int) and value % k:
+      _fail(field, value, f"must be a multiple of optimizer.accumulation_steps ({k}): "
+            f"step counts are micro-batches, {k} per optimizer update")
+
+
 def validate_task(config: Any, info: Any) -> None:
   """Checks `config.task` against the task registry, the task's own fields and the dataset
   `info` (its task and features)."""
@@ -385,6 +424,7 @@ def validate_config(config: Any, *, custom_model: bool = False, custom_dataset: 
   _number(config, "optimizer.momentum", 0.0, 1.0, high_open=True)
   _number(config, "optimizer.weight_decay", 0.0, float("inf"), high_open=True)
   _bool(config, "optimizer.nesterov")
+  validate_accumulation(config)
 
   _choice(config, "schedule.name", optim.SCHEDULES)
   if config.schedule.name == "step":

@@ -66,7 +66,7 @@ RESULTS_MD = "results.md"
 RESULTS_PNG = "results.png"
 DONE_FILE = "done.json"  # in a run's directory: its RunRecord, once its exports are on disk
 # Fields every arm must share so that the comparison has the same budget.
-BUDGET_FIELDS = ("num_steps", "batch_size")
+BUDGET_FIELDS = ("num_steps", "batch_size", "optimizer.accumulation_steps")
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy",
               "ml-collections", "grain", "matplotlib")
 
@@ -175,6 +175,12 @@ def base_stage_config(config: Any, seed: int) -> Any:
   return out
 
 
+def _budget_value(config: Any, field: str) -> Any:
+  if field == "optimizer.accumulation_steps":  # absent in configs written before it: 1
+    return engine_lib.accumulation_steps(config)
+  return config[field]
+
+
 def arm_stage_configs(config: Any, seed: int) -> dict[str, Any]:
   """Arm name -> run config (`protocol.retrain`, then the arm's overrides), reference first.
 
@@ -192,7 +198,7 @@ def arm_stage_configs(config: Any, seed: int) -> dict[str, Any]:
   arms = {n: _stage_config(config, protocol.retrain, protocol.arms[n], seed=seed)
           for n in names}
   for field in BUDGET_FIELDS:
-    values = {n: c[field] for n, c in arms.items()}
+    values = {n: _budget_value(c, field) for n, c in arms.items()}
     if len(set(values.values())) > 1:
       raise ValueError(f"config.protocol.arms: every arm needs the same {field} (same "
                        f"budget), got {values}")
@@ -471,7 +477,7 @@ def _run_protocol(config: Any, workdir: str, log: Callable[[str], None], command
   os.replace(png_tmp, result.results_png)
   result.wall_time_s = time.time() - start
   _write_text(result.results_md, results_markdown(
-      config, result, command if command is not None else _default_command()))
+      config, result, command if command is not None else _default_command(), dataset))
   return result
 
 
@@ -510,8 +516,39 @@ def _selection_table(result: ProtocolResult) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _protocol_description(config: Any, result: ProtocolResult) -> str:
-  """What was run, in words built from the config."""
+# Dataset kinds whose validation split is their own (audio: spoken_digits' generated split,
+# speech_commands', LibriSpeech's dev-clean; a user's ArrayDataset), not carved from the
+# training data by `dataset.validation_fraction` (embedded, TFDS and text datasets).
+OWN_VALIDATION_KINDS = ("audio", "arrays")
+
+
+def validation_description(config: Any, dataset: Any = None) -> str:
+  """Where the validation split comes from, in words (for results.md): the dataset's own
+  split, or `dataset.validation_fraction` of the training data."""
+  try:
+    kind = loop.dataset_info(config, dataset).kind
+  except ValueError:  # a name outside the catalog (the user's own data without the object)
+    kind = None
+  if kind in OWN_VALIDATION_KINDS:
+    return "the dataset's own split; `dataset.validation_fraction` does not apply"
+  if kind is None:
+    return "the dataset's validation split"
+  return (f"{100 * config.dataset.validation_fraction:g}% of the training data, the same "
+          f"examples for every seed")
+
+
+def _batch_words(c: Any) -> str:
+  """`batch B`, with gradient accumulation `batch B x k accumulated (one update per k
+  steps)`."""
+  k = engine_lib.accumulation_steps(c)
+  if k == 1:
+    return f"batch {c.batch_size}"
+  return (f"batch {c.batch_size} x {k} accumulated (steps are micro-batches, one optimizer "
+          f"update per {k})")
+
+
+def _protocol_description(config: Any, result: ProtocolResult, dataset: Any = None) -> str:
+  """What was run, in words built from the config (`dataset`: the user's own, if any)."""
   p = config.protocol
   first = result.seeds[0]
   arms = arm_stage_configs(config, first)
@@ -520,19 +557,18 @@ def _protocol_description(config: Any, result: ProtocolResult) -> str:
     base = f"loaded from the exported checkpoint `{p.init_checkpoint}` (the same for every seed)"
   else:
     b = base_stage_config(config, first)
-    base = (f"trained from scratch without SPG for {b.num_steps} steps (batch {b.batch_size}, "
+    base = (f"trained from scratch without SPG for {b.num_steps} steps ({_batch_words(b)}, "
             f"{b.optimizer.name} lr {b.optimizer.learning_rate}, {b.schedule.name} schedule) "
             f"for every seed, keeping its best-on-validation checkpoint")
   task = config.task.name or "the dataset's own task"
   lines = [
       f"- Data: `{config.dataset.name}`; model: `{config.model.name}`; task: `{task}`, scored "
       f"by its selection metric `{result.metric.name}`. Model selection on the "
-      f"validation split ({100 * config.dataset.validation_fraction:g}% of the training data, "
-      f"the same examples for every seed); the test split is evaluated once per run, with "
-      f"the selected checkpoint.",
+      f"validation split ({validation_description(config, dataset)}); the test split is "
+      f"evaluated once per run, with the selected checkpoint.",
       f"- Base (row `{BASE_ARM}`: the checkpoint as it was): {base}.",
       f"- Every arm retrains that checkpoint for the same budget: {ref.num_steps} steps of "
-      f"batch {ref.batch_size}, validation every {ref.eval_every_steps} steps; the seed also "
+      f"{_batch_words(ref)}, validation every {ref.eval_every_steps} steps; the seed also "
       f"fixes the data order, which all arms of a seed share (differences are paired by seed).",
   ]
   for name, c in arms.items():
@@ -551,8 +587,10 @@ def _protocol_description(config: Any, result: ProtocolResult) -> str:
   return "\n".join(lines) + "\n"
 
 
-def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
-  """The text of results.md; every number in it comes from `result` or `config`."""
+def results_markdown(config: Any, result: ProtocolResult, command: str,
+                     dataset: Any = None) -> str:
+  """The text of results.md; every number in it comes from `result` or `config`
+  (`dataset`: the user's own data, as for `run_protocol`)."""
   env = report.environment(_VERSIONED)
   level = f"{100 * result.confidence:g}%"
   date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -590,7 +628,7 @@ def results_markdown(config: Any, result: ProtocolResult, command: str) -> str:
       _selection_table(result),
       "## Protocol",
       "",
-      _protocol_description(config, result),
+      _protocol_description(config, result, dataset),
       "## Run",
       "",
       f"- Command: `{command}`",

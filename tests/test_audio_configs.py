@@ -67,11 +67,11 @@ def test_spoken_digits_protocol_values_and_quick_run(tmp_path):
 
 def test_superb_ks_recipe_values_and_quick_run(tmp_path):
   config = _load("superb_ks_wav2vec2_paper")
-  assert (config.optimizer.name, config.optimizer.learning_rate, config.batch_size) == (
-      "adamw", 3e-5, 48 * 4)
+  assert (config.optimizer.name, config.optimizer.learning_rate, config.batch_size,
+          config.optimizer.accumulation_steps) == ("adamw", 3e-5, 48, 4)
   assert config.optimizer.weight_decay == 0.0 and config.schedule.name == "linear"
   assert config.schedule.warmup_steps == round(0.1 * config.num_steps)
-  assert config.num_steps == 5 * (51_094 // 192)
+  assert config.num_steps == 4 * 5 * (51_094 // 192)  # micro-batches: 4 per update
   assert config.spg.normalize == "none" and config.spg.use_relu
   assert config.model.kwargs.size == "base" and config.dataset.name == "speech_commands"
   assert config.protocol.init_checkpoint is None and "base" not in config.protocol

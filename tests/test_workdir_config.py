@@ -24,6 +24,18 @@ def test_differences_name_leaf_fields_and_absent_ones():
                                               "spg.rate": (0.2, 0.3)}
 
 
+def test_a_field_added_later_at_its_default_is_no_difference():
+  defaults = {"optimizer": {"accumulation_steps": 1, "name": "sgd"}}
+  stored = {"optimizer": {"name": "sgd"}}  # written before the field existed
+  same = {"optimizer": {"accumulation_steps": 1, "name": "sgd"}}
+  other = {"optimizer": {"accumulation_steps": 4, "name": "sgd"}}
+  assert workdir_config.differences(stored, same, defaults) == {}
+  assert workdir_config.differences(stored, same) == {
+      "optimizer.accumulation_steps": ("<absent>", 1)}
+  assert workdir_config.differences(stored, other, defaults) == {
+      "optimizer.accumulation_steps": ("<absent>", 4)}
+
+
 def test_a_changed_config_is_refused_unless_allowed_then_recorded(tmp_path):
   config = config_lib.base_config()
   workdir_config.check_and_record(config, str(tmp_path))

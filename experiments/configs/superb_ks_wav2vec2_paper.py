@@ -16,9 +16,11 @@ The recipe (the reference's, as it both intends and does): AdamW at lr 3e-5 (no 
 decay), linear decay after a 10 % warm-up, batch 48 with 4 accumulation steps, loss
 normalisation off, 5 epochs of SUPERB's 51,094 training clips (as Hugging Face's
 audio-classification example, which uses batch 32 x 4 and whose 98.26 % is measured on
-SUPERB's validation split; the protocol's tables report the test split). This library has no gradient accumulation: the batch is the
-accumulated 192 (48 x 4) in one step, the same update for wav2vec2, whose group norm is
-per clip and which has no batch statistics (it needs the memory of 192 clips). The model
+SUPERB's validation split; the protocol's tables report the test split). The accumulation is
+`optimizer.accumulation_steps=4` on micro-batches of 48 (`optax.MultiSteps`: the mean of 4
+micro-batch gradients per AdamW update, as Hugging Face's Trainer, which also normalises
+each micro-batch's loss by its own size); the config's step counts are micro-batches, 4 per
+update (num_steps = 4 x 5 epochs of 266 updates). The model
 reads the waveforms alone, without the padding mask, as Hugging Face's feature extractor
 for wav2vec2-base (group-norm models: zero padding, no attention_mask).
 """
@@ -33,12 +35,12 @@ BATCH, ACCUMULATION, EPOCHS = 48, 4, 5
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = config_lib.variant(arg)
-  batch = BATCH * ACCUMULATION
-  per_epoch = TRAIN_EXAMPLES // batch
+  per_epoch = TRAIN_EXAMPLES // (BATCH * ACCUMULATION)  # optimizer updates
   config = audio_recipes.wav2vec2_recipe(
       "speech_commands", model_kwargs={"size": "base", "head_type": "sequence"},
       task={"inputs": ("input_values",), "metric": "accuracy"}, learning_rate=3e-5,
-      batch_size=batch, num_steps=EPOCHS * per_epoch, eval_every=per_epoch // 2)
+      batch_size=BATCH, accumulation_steps=ACCUMULATION, num_steps=EPOCHS * per_epoch,
+      eval_every=per_epoch // 2)
   if variant == "quick":
     return audio_recipes.quick(config)
   return config

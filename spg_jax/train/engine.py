@@ -64,7 +64,11 @@ class SPGSpec:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
-  """The optax chain's structure (its numbers are injected hyperparameters)."""
+  """The optax chain's structure (its numbers are injected hyperparameters).
+
+  `decay_every_steps`, `warmup_steps` and `num_steps` count optimizer updates: the config's
+  step counts (micro-batches) divided by `accumulation_steps` (k micro-batches per update
+  through `optax.MultiSteps`; 1: none)."""
   name: str
   nesterov: bool
   schedule: str
@@ -72,6 +76,7 @@ class OptimizerSpec:
   decay_factor: float
   warmup_steps: int
   num_steps: int
+  accumulation_steps: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +112,12 @@ def _as_dict(value: Any) -> dict:
   return dict(value.to_dict()) if hasattr(value, "to_dict") else dict(value)
 
 
+def accumulation_steps(config: Any) -> int:
+  """`config.optimizer.accumulation_steps` (1 when the field is absent: configs written
+  before it existed)."""
+  return int(config.optimizer.get("accumulation_steps", 1))
+
+
 def build_task(config: Any, info: Any) -> tasks_lib.Task:
   """The task of `config.task` on the dataset `info` (`config.model.kwargs.num_classes`,
   when given, overrides the dataset's classes)."""
@@ -130,6 +141,7 @@ def spec_from_config(config: Any, mesh: Mesh, info: Any, model: nn.Module | None
   spg = config.spg
   rates, lambdas = validation.validate_hparams(spg.num_replicas, spg.rate, spg.lambdas)
   stepped = config.schedule.name == "step"
+  k = accumulation_steps(config)  # the schedule counts updates: config steps // k
   return StaticSpec(
       model=ModelSpec(config.model.name if model is None else type(model).__name__,
                       _hashable(kwargs) if model is None else (), model),
@@ -147,13 +159,14 @@ def spec_from_config(config: Any, mesh: Mesh, info: Any, model: nn.Module | None
       optimizer=OptimizerSpec(
           name=config.optimizer.name, nesterov=bool(config.optimizer.nesterov),
           schedule=config.schedule.name,
-          decay_every_steps=int(config.schedule.decay_every_steps) if stepped else 0,
+          decay_every_steps=int(config.schedule.decay_every_steps) // k if stepped else 0,
           decay_factor=float(config.schedule.decay_factor) if stepped else 1.0,
-          warmup_steps=int(config.schedule.warmup_steps),
+          warmup_steps=int(config.schedule.warmup_steps) // k,
           # Only cosine, poly and linear depend on the run length; elsewhere leaving it out
           # lets runs of different lengths share compiled steps.
-          num_steps=(int(config.num_steps) if config.schedule.name in ("cosine", "poly", "linear")
-                     else 0)),
+          num_steps=(int(config.num_steps) // k
+                     if config.schedule.name in ("cosine", "poly", "linear") else 0),
+          accumulation_steps=k),
       mesh=mesh, skip_nonfinite=bool(config.get("skip_nonfinite", False)))
 
 
@@ -194,7 +207,8 @@ def build_optimizer(spec: StaticSpec) -> optax.GradientTransformation:
   schedule = optim.schedule_factor(o.schedule, o.num_steps,
                                    decay_every_steps=o.decay_every_steps,
                                    decay_factor=o.decay_factor, warmup_steps=o.warmup_steps)
-  return optim.make_optimizer(o.name, schedule, learning_rate=0.0, nesterov=o.nesterov)
+  return optim.make_optimizer(o.name, schedule, learning_rate=0.0, nesterov=o.nesterov,
+                              accumulation_steps=o.accumulation_steps)
 
 
 def optimizer_hparams(config: Any) -> dict[str, float]:

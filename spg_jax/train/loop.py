@@ -1,6 +1,8 @@
 """The training loop: `train_and_evaluate(config, workdir) -> TrainResult`, for any task.
 
-Per step: next sharded batch -> jitted `train_step` (no host sync). Every
+Per step: next sharded batch -> jitted `train_step` (no host sync); with
+`optimizer.accumulation_steps` = k a step is one micro-batch, the optimizer updating every
+k-th, and every step count of the config (num_steps, the intervals) counts micro-batches. Every
 `log_every_steps`: fetch the window's metrics once, check them (a batch that breaks its
 task's rules or, unless `config.skip_nonfinite`, a non-finite loss/gradient/update raises
 naming the step and the first bad term), log means. Every `controller.every_steps` (if

@@ -14,6 +14,15 @@ run with other values changes them without recompiling:
 The effective learning rate of a step is `learning_rate * schedule_factor * lr_scale`.
 Only the schedule's *shape* (name, decay period, decay factor, warm-up, total steps) is
 static: it is part of the compiled step.
+
+Gradient accumulation (`accumulation_steps=k > 1`): the chain is wrapped in
+`optax.MultiSteps`, so every `update` call is one micro-batch; the mean of k micro-batch
+gradients reaches the chain on every k-th call (the others return zero updates). The
+chain's state is then `opt_state.inner_opt_state`; `get_hparam`, `set_hparams` and
+`learning_rate` find the hyperparameters there, and the schedule counts optimizer
+updates (the inner chain's count), not micro-batches. `set_lr_scale` writes the "lr"
+normalisation factor so that an update uses the geometric mean of its micro-batches'
+factors (the one-big-batch factor when they have the same size).
 """
 from __future__ import annotations
 
@@ -90,17 +99,32 @@ def _adamw(learning_rate, schedule_factor, weight_decay):  # pylint: disable=red
   return optax.adamw(learning_rate * schedule_factor, weight_decay=weight_decay)
 
 
+def check_accumulation_steps(value: Any) -> int:
+  """`value` if it is a valid `optimizer.accumulation_steps` (an int >= 1), else ValueError."""
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f"optimizer.accumulation_steps={value!r}: must be an integer >= 1 "
+                     f"(1: no gradient accumulation)")
+  return value
+
+
 def make_optimizer(name: str, schedule: Callable[[Any], Any], *, learning_rate: float,
                    momentum: float = 0.9, weight_decay: float = 0.0,
-                   nesterov: bool = False) -> optax.GradientTransformation:
-  """The optimizer chain `[inject_hyperparams(sgd|adamw), inject_hyperparams(scale)]`.
+                   nesterov: bool = False, accumulation_steps: int = 1
+                   ) -> optax.GradientTransformation:
+  """The optimizer chain `[inject_hyperparams(sgd|adamw), inject_hyperparams(scale)]`,
+  wrapped in `optax.MultiSteps(chain, accumulation_steps)` when that is > 1.
 
   Args:
     name: "sgd" (with momentum; the reference default) or "adamw".
-    schedule: from `schedule_factor`.
+    schedule: from `schedule_factor`; with accumulation it is evaluated at the count of
+      optimizer updates (one per `accumulation_steps` calls), so build it in updates.
     learning_rate, momentum, weight_decay: initial values of the injected hyperparameters.
     nesterov: Nesterov momentum (SGD only; static).
+    accumulation_steps: k micro-batches per optimizer update (1: none, the plain chain;
+      static). Gradients are averaged, so k micro-batches of size b give the update of one
+      batch of k*b under a mean-reduced loss.
   """
+  check_accumulation_steps(accumulation_steps)
   if name == "sgd":
     inner = optax.inject_hyperparams(_sgd, static_args=("nesterov",))(
         learning_rate=learning_rate, schedule_factor=schedule, momentum=momentum,
@@ -111,7 +135,10 @@ def make_optimizer(name: str, schedule: Callable[[Any], Any], *, learning_rate: 
   else:
     raise ValueError(f"optimizer.name={name!r}: must be one of {OPTIMIZERS}")
   scale = optax.inject_hyperparams(optax.scale)(step_size=1.0)
-  return optax.chain(inner, scale)
+  chain = optax.chain(inner, scale)
+  if accumulation_steps == 1:
+    return chain
+  return optax.MultiSteps(chain, accumulation_steps).gradient_transformation()
 
 
 def _is_value(path, value) -> bool:
@@ -155,3 +182,23 @@ def learning_rate(opt_state: Any) -> jnp.ndarray:
   """Effective learning rate of the last update: `learning_rate * schedule_factor * lr_scale`."""
   return (get_hparam(opt_state, "learning_rate") * get_hparam(opt_state, "schedule_factor")
           * get_hparam(opt_state, LR_SCALE))
+
+
+def set_lr_scale(opt_state: Any, factor: jnp.ndarray) -> Any:
+  """`opt_state` with `lr_scale` set for this step's `factor` (SPG's "lr" normalisation).
+
+  Without accumulation: `lr_scale = factor`. With `optax.MultiSteps`, the update applied
+  at the end of a cycle of k micro-batches must use one factor for the whole cycle: the
+  running geometric mean `exp(mean_i log factor_i)` over the cycle's micro-batches so far
+  is written (the inner chain's state is only read at the cycle's last micro-batch). As
+  `factor_i = exp(L_base_i - L_total_i)` and the losses are means, that equals the factor
+  of the concatenated batch when the micro-batches have the same size.
+  """
+  if not isinstance(opt_state, optax.MultiStepsState):
+    return set_hparams(opt_state, lr_scale=factor)
+  seen = opt_state.mini_step.astype(jnp.float32)  # micro-batches of this cycle before this one
+  previous = jnp.log(get_hparam(opt_state, LR_SCALE).astype(jnp.float32))
+  log_factor = jnp.log(jnp.asarray(factor, jnp.float32))
+  # The first micro-batch of a cycle ignores the previous cycle's value (even a non-finite one).
+  mean_log = jnp.where(seen > 0, (seen * previous + log_factor) / (seen + 1.0), log_factor)
+  return set_hparams(opt_state, lr_scale=jnp.exp(mean_log))

@@ -149,7 +149,7 @@ def make_train_step(model: nn.Module, attachments: Mapping[str, Any],
     (_, (metrics, batch_stats)), grads = grad_fn(state.params)
     opt_state = state.opt_state
     if spg.normalize == "lr":
-      opt_state = optim.set_hparams(opt_state, lr_scale=metrics["norm_factor"])
+      opt_state = optim.set_lr_scale(opt_state, metrics["norm_factor"])
     updates, opt_state = tx.update(grads, opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["learning_rate"] = optim.learning_rate(opt_state)

@@ -41,13 +41,20 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: tree}
 
 
-def differences(stored: Mapping[str, Any], given: Mapping[str, Any]
-                ) -> dict[str, tuple[Any, Any]]:
+def differences(stored: Mapping[str, Any], given: Mapping[str, Any],
+                defaults: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
   """`field -> (stored value, given value)` of every leaf field that differs (a field
-  missing on one side has the value `"<absent>"` there), `IGNORED_FIELDS` left out."""
+  missing on one side has the value `"<absent>"` there), `IGNORED_FIELDS` left out.
+
+  `defaults` (a config as JSON, e.g. the library's `base_config()`): a field the stored
+  config lacks but whose given value is its default there is no difference: a field a later
+  version of the library added, which leaves the experiment as it was."""
   a, b = _flatten(stored), _flatten(given)
+  d = _flatten(defaults) if defaults else {}
   absent = "<absent>"
-  return {k: (a.get(k, absent), b.get(k, absent)) for k in sorted(set(a) | set(b))
+  added_at_default = {k for k in set(b) - set(a) if k in d and d[k] == b[k]}
+  return {k: (a.get(k, absent), b.get(k, absent)) for k in sorted((set(a) | set(b))
+                                                                  - added_at_default)
           if k.split(".", 1)[0] not in IGNORED_FIELDS and a.get(k, absent) != b.get(k, absent)}
 
 
@@ -83,7 +90,8 @@ def check_and_record(config: Any, workdir: str, *, allow_change: bool = False) -
   except (OSError, ValueError) as e:
     raise ValueError(f"workdir={workdir}: its {CONFIG_FILE} is not readable JSON ({e}); "
                      f"move it aside to start afresh") from None
-  diff = differences(stored, given)
+  from spg_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  diff = differences(stored, given, config_as_json(config_lib.base_config()))
   if not diff:
     return {}
   if not allow_change:
