@@ -69,8 +69,12 @@ def test_qa_span_sums_hand_computed():
   out = jax.jit(metrics.qa_span_sums)(start_logits, end_logits, jnp.array([1, 1, 2]),
                                       jnp.array([2, 3, 0]), jnp.array([1.0, 1.0, 0.5]))
   # argmax start [1, 0, 2] vs [1, 1, 2]; argmax end [2, 3, 2] vs [2, 3, 0].
+  f1 = float(out.pop("f1"))
   assert {k: float(v) for k, v in out.items()} == {
       "start_correct": 1.5, "end_correct": 2.0, "exact_correct": 1.0, "count": 2.5}
+  # Span F1: [1, 2] for [1, 2]: 1; [0, 3] for [1, 3]: overlap 3, P 3/4, R 1: 6/7; the
+  # third (gold end before its start) overlaps nothing: 0.
+  assert f1 == pytest.approx(1.0 + 6.0 / 7.0, rel=1e-6)
 
 
 def test_token_accuracy_sums_hand_computed():

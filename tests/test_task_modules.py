@@ -80,9 +80,10 @@ def test_qa_ignores_answers_outside_the_window_and_needs_start_and_end():
   end = jnp.array([[0.0, 0.0, 5.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
   batch = {"start_positions": jnp.array([1, 0, 7]), "end_positions": jnp.array([2, 2, 7])}
   metrics = _eval(task, {"start_logits": start, "end_logits": end}, batch, [1, 1, 1])
-  # Example 2's answer is outside the 3-token window: it does not count.
+  # Example 2's answer is outside the 3-token window: it does not count. Span F1: example 0
+  # exact (1.0); example 1 predicts [0, 1] for [0, 2]: P 1, R 2/3, F1 0.8.
   assert metrics == pytest.approx({"exact_match": 0.5, "start_accuracy": 1.0,
-                                   "end_accuracy": 0.5})
+                                   "end_accuracy": 0.5, "span_f1": 0.9})
   terms = task.terms({"start_logits": start[:, None], "end_logits": end[:, None]}, batch,
                      NONE)
   np.testing.assert_array_equal(terms.valid, [1.0, 1.0, 0.0])

@@ -74,7 +74,7 @@ def test_squad_quick_protocol_then_official_em_f1(root, tmp_path):
   main("experiments/configs/squad_bert_paper.py:quick", workdir, folder, root / "vocab.txt")
   for arm in ARMS:
     logged = logged_test_metrics(workdir, arm)
-    assert {"exact_match", "start_accuracy", "end_accuracy"} <= set(logged), arm
+    assert {"exact_match", "span_f1", "start_accuracy", "end_accuracy"} <= set(logged), arm
   done = run_module("experiments.squad_eval", f"--workdir={workdir}")
   assert done.returncode == 0, done.stderr[-3000:]
   results = json.loads((workdir / "squad_official.json").read_text())

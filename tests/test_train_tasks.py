@@ -19,7 +19,7 @@ EXPECTED = {
     "segmentation": ("mIoU", ("pixel_accuracy", "mean_class_accuracy", "loss")),
     "sequence_classification": ("accuracy", ("f1", "matthews", "loss")),
     "sequence_regression": ("pearson", ("spearman", "mse")),
-    "extractive_qa": ("exact_match", ("start_accuracy", "end_accuracy")),
+    "extractive_qa": ("exact_match", ("span_f1", "start_accuracy", "end_accuracy")),
     "ctc": ("wer", ("cer", "loss")),
     "seq2seq": ("token_accuracy", ("loss",)),
 }

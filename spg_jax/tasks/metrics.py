@@ -77,7 +77,11 @@ def confusion_matrix(predictions: jax.Array, labels: jax.Array, num_classes: int
 def qa_span_sums(start_logits: jax.Array, end_logits: jax.Array, start_positions: jax.Array,
                  end_positions: jax.Array, weights: jax.Array) -> dict:
   """Extractive-QA span hits of the independent argmaxes (no span search), as float32 scalar
-  sums: `start_correct`, `end_correct`, `exact_correct` (both right), `count` (sum of weights).
+  sums: `start_correct`, `end_correct`, `exact_correct` (both right), `f1` (SQuAD's F1
+  computed on window token positions: overlap of the predicted span [argmax start, argmax
+  end] (empty when end < start) with the gold span, harmonic mean of precision and recall;
+  the official word-level EM/F1 after post-processing are `spg_jax.text.squad_metrics`),
+  `count` (sum of weights).
 
   `start_logits`, `end_logits`: `[B, L]`; `start_positions`, `end_positions`: int `[B]`;
   `weights`: `[B]` float (0 for padding examples).
@@ -85,10 +89,18 @@ def qa_span_sums(start_logits: jax.Array, end_logits: jax.Array, start_positions
   _same_shape(start_logits=start_logits, end_logits=end_logits)
   _same_shape(start_positions=start_positions, end_positions=end_positions, weights=weights)
   w = weights.astype(jnp.float32)
-  start = jnp.argmax(start_logits, axis=-1) == start_positions
-  end = jnp.argmax(end_logits, axis=-1) == end_positions
+  pred_start = jnp.argmax(start_logits, axis=-1)
+  pred_end = jnp.argmax(end_logits, axis=-1)
+  start, end = pred_start == start_positions, pred_end == end_positions
+  overlap = jnp.maximum(jnp.minimum(pred_end, end_positions)
+                        - jnp.maximum(pred_start, start_positions) + 1, 0).astype(jnp.float32)
+  pred_len = jnp.maximum(pred_end - pred_start + 1, 0).astype(jnp.float32)
+  gold_len = jnp.maximum(end_positions - start_positions + 1, 1).astype(jnp.float32)
+  # 2PR / (P + R) with P = overlap / pred_len, R = overlap / gold_len; 0 without overlap.
+  f1 = jnp.where(overlap > 0, 2.0 * overlap / jnp.maximum(pred_len + gold_len, 1.0), 0.0)
   return {"start_correct": jnp.sum(w * start), "end_correct": jnp.sum(w * end),
-          "exact_correct": jnp.sum(w * (start & end)), "count": jnp.sum(w)}
+          "exact_correct": jnp.sum(w * (start & end)), "f1": jnp.sum(w * f1),
+          "count": jnp.sum(w)}
 
 
 def token_accuracy_sums(predictions: jax.Array, targets: jax.Array, weights: jax.Array) -> dict:

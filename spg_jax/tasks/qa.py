@@ -31,7 +31,8 @@ class ExtractiveQA(ConfigurableInputs, Task):
   `{"start_logits": [B, L], "end_logits": [B, L]}`; the shared head gives both for every
   replica. Loss per step: (CE_start + CE_end) / 2; a step is correct when start and end are
   both top-1. Eval metrics: `start_accuracy`, `end_accuracy`, `exact_match` (both right,
-  the selection metric).
+  the selection metric), `span_f1` (SQuAD's F1 on window token positions,
+  `metrics.qa_span_sums`; the official word-level EM / F1: `spg_jax.text.squad_metrics`).
   """
   name = "extractive_qa"
   selection_metric = "exact_match"
@@ -71,5 +72,6 @@ class ExtractiveQA(ConfigurableInputs, Task):
   def eval_metrics(self, totals: Mapping[str, np.ndarray]) -> dict[str, float]:
     count = max(float(totals["count"]), 1.0)
     return {"exact_match": float(totals["exact_correct"]) / count,
+            "span_f1": float(totals["f1"]) / count,
             "start_accuracy": float(totals["start_correct"]) / count,
             "end_accuracy": float(totals["end_correct"]) / count}
