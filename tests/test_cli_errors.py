@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZYGOTE = os.path.join(REPO, "tests", "cli_zygote.py")
 SPG = "experiments/configs/mnist1d_spg.py"
 PROTOCOL = "experiments/configs/mnist1d_protocol.py:quick"
 
@@ -67,21 +69,44 @@ VALUE_CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def zygote():
+  """tests/cli_zygote.py: `python -m experiments.main` with the imports already done (each
+  case is a forked child running the real program; ~2 s of CPU less per case)."""
+  proc = subprocess.Popen([sys.executable, ZYGOTE], cwd=REPO, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True)
+  assert json.loads(proc.stdout.readline()) == {"ready": True}
+  yield proc
+  proc.stdin.close()
+  proc.wait(timeout=60)
+
+
+@pytest.fixture
+def run_main(zygote, tmp_path):
+  """`run_main(*args)` -> (returncode, stdout, stderr) of `python -m experiments.main ARGS`
+  run in the zygote."""
+  count = iter(range(10**6))
+
+  def run(*args, timeout=180):
+    n = next(count)
+    out, err = tmp_path / f"stdout_{n}", tmp_path / f"stderr_{n}"
+    zygote.stdin.write(json.dumps({"args": list(args), "cwd": REPO, "stdout": str(out),
+                                   "stderr": str(err), "timeout": timeout}) + "\n")
+    zygote.stdin.flush()
+    code = json.loads(zygote.stdout.readline())["returncode"]
+    return types.SimpleNamespace(returncode=code, stdout=out.read_text(),
+                                 stderr=err.read_text())
+  return run
+
+
 @pytest.mark.parametrize("args, says", CASES, ids=[c[1][:30] for c in CASES])
-def test_parse_errors_are_one_line_exit_2_and_write_nothing(tmp_path, args, says):
+def test_parse_errors_are_one_line_exit_2_and_write_nothing(run_main, tmp_path, args, says):
   workdir = tmp_path / "w"
-  done = subprocess.run([sys.executable, "-m", "experiments.main", *args,
-                         f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True,
-                        timeout=120)
+  done = run_main(*args, f"--workdir={workdir}")
   assert done.returncode == 2, done.stderr[-2000:]
   assert done.stderr.strip().startswith("error: command line: ")
   assert says in done.stderr and done.stderr.strip().count("\n") == 0
   assert "Traceback" not in done.stderr and not workdir.exists()
-
-
-def _main(*args, cwd=REPO):
-  return subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=180)
 
 
 def _one_error_line(done, says: str, code: int = 2) -> None:
@@ -92,10 +117,10 @@ def _one_error_line(done, says: str, code: int = 2) -> None:
 
 
 @pytest.mark.parametrize("arg, says", VALUE_CASES, ids=[c[0][9:40] for c in VALUE_CASES])
-def test_bad_values_are_one_line_exit_2_and_write_nothing(tmp_path, arg, says):
+def test_bad_values_are_one_line_exit_2_and_write_nothing(run_main, tmp_path, arg, says):
   workdir = tmp_path / "w"
-  done = _main(f"--config={SPG}:quick", arg, "--config.num_steps=2",
-               f"--workdir={workdir}")
+  done = run_main(f"--config={SPG}:quick", arg, "--config.num_steps=2",
+                  f"--workdir={workdir}")
   _one_error_line(done, says)
   assert not workdir.exists()
 
@@ -110,26 +135,26 @@ TINY_RUN = (f"--config={SPG}:quick", "--config.num_steps=4", "--config.log_every
             "--config.spg.rate=(0.1,0.2,0.3)")
 
 
-def test_a_workdir_remembers_its_config_and_refuses_another(tmp_path):
+def test_a_workdir_remembers_its_config_and_refuses_another(run_main, tmp_path):
   """Per-replica rates from the command line are stored; a rerun with another rate and
   learning rate is one line listing both fields, exit 2, the workdir untouched; with
   --allow_config_change it continues and records the change."""
   workdir = tmp_path / "w"
-  first = _main(*TINY_RUN, f"--workdir={workdir}")
+  first = run_main(*TINY_RUN, f"--workdir={workdir}")
   assert first.returncode == 0, first.stderr[-2000:]
   stored = json.loads((workdir / "config.json").read_text())
   assert stored["spg"]["rate"] == [0.1, 0.2, 0.3]
   before = _snapshot(workdir)
   changed = (*TINY_RUN, "--config.spg.rate=(0.1,0.2,0.4)",
              "--config.optimizer.learning_rate=0.01")
-  refused = _main(*changed, f"--workdir={workdir}")
+  refused = run_main(*changed, f"--workdir={workdir}")
   _one_error_line(refused, "holds a run of another config (2 fields differ: "
                   "optimizer.learning_rate: 0.05 -> 0.01, spg.rate: [0.1, 0.2, 0.3] -> "
                   "[0.1, 0.2, 0.4]); use another workdir, or --allow_config_change")
   assert _snapshot(workdir) == before
-  again = _main(*TINY_RUN, f"--workdir={workdir}")  # the same config: resumes, finished
+  again = run_main(*TINY_RUN, f"--workdir={workdir}")  # the same config: resumes, finished
   assert again.returncode == 0, again.stderr[-2000:]
-  allowed = _main(*changed, "--allow_config_change", f"--workdir={workdir}")
+  allowed = run_main(*changed, "--allow_config_change", f"--workdir={workdir}")
   assert allowed.returncode == 0, allowed.stderr[-2000:]
   changes = json.loads((workdir / "config_changes.json").read_text())
   assert [sorted(c["changed"]) for c in changes] == [["optimizer.learning_rate",
@@ -138,12 +163,12 @@ def test_a_workdir_remembers_its_config_and_refuses_another(tmp_path):
   assert json.loads((workdir / "config.json").read_text())["spg"]["rate"] == [0.1, 0.2, 0.4]
 
 
-def test_a_diverging_run_with_skip_nonfinite_fails_with_exit_3(tmp_path):
+def test_a_diverging_run_with_skip_nonfinite_fails_with_exit_3(run_main, tmp_path):
   workdir = tmp_path / "w"
-  done = _main(f"--config={SPG}:quick", "--config.num_steps=12", "--config.log_every_steps=4",
-               "--config.eval_every_steps=12", "--config.progress_bar=False",
-               "--config.skip_nonfinite=True", "--config.optimizer.learning_rate=1e30",
-               f"--workdir={workdir}")
+  done = run_main(f"--config={SPG}:quick", "--config.num_steps=12",
+                  "--config.log_every_steps=4", "--config.eval_every_steps=12",
+                  "--config.progress_bar=False", "--config.skip_nonfinite=True",
+                  "--config.optimizer.learning_rate=1e30", f"--workdir={workdir}")
   _one_error_line(done, "step 12: 11 of 12 steps skipped as non-finite, more than "
                   "config.max_skipped_fraction=0.1", code=3)
 
