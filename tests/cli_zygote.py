@@ -1,4 +1,4 @@
-"""A warm `python -m experiments.main` for the command-line tests.
+"""A warm `python -m experiments.main` (or another module) for the command-line tests.
 
 Each bad-input case of tests/test_cli_errors.py is a whole program run (flag parsing, config
 checks, exit status, stderr); as a fresh interpreter each costs about 2 s of CPU, nearly all
@@ -8,8 +8,8 @@ child that runs `experiments.main` as `__main__` exactly as `python -m` does (it
 defined fresh in every child, which is the first to execute the module), with stdout and
 stderr sent to files. Only the imports are shared; the program's code path is the real one.
 
-Protocol (one JSON object per line): in `{"args": [...], "cwd": dir, "stdout": path,
-"stderr": path, "timeout": seconds}`; out `{"returncode": int}` (a child past its timeout is
+Protocol (one JSON object per line): in `{"module": name (default "experiments.main"),
+"args": [...], "cwd": dir, "stdout": path, "stderr": path, "timeout": seconds}`; out `{"returncode": int}` (a child past its timeout is
 killed: -9).
 """
 import importlib
@@ -28,7 +28,7 @@ PRELOADED = ("absl.app", "absl.flags", "absl.logging", "jax", "flax.linen", "opt
 
 
 def _run_child(request: dict) -> None:
-  """In the forked child: becomes `python -m experiments.main ARGS`; never returns."""
+  """In the forked child: becomes `python -m MODULE ARGS`; never returns."""
   code = 1
   try:
     out = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -37,10 +37,11 @@ def _run_child(request: dict) -> None:
     os.dup2(err, 2)
     os.chdir(request["cwd"])
     sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
-    sys.argv = [os.path.join(request["cwd"], "experiments", "main.py"), *request["args"]]
+    module = request.get("module", "experiments.main")
+    sys.argv = [os.path.join(request["cwd"], *module.split(".")) + ".py", *request["args"]]
     for signum in (signal.SIGTERM, signal.SIGINT):
       signal.signal(signum, signal.SIG_DFL)
-    runpy.run_module("experiments.main", run_name="__main__", alter_sys=True)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
     code = 0
   except SystemExit as e:  # what `python -m` turns into its exit status
     if e.code is None:

@@ -6,12 +6,10 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ZYGOTE = os.path.join(REPO, "tests", "cli_zygote.py")
 SPG = "experiments/configs/mnist1d_spg.py"
 PROTOCOL = "experiments/configs/mnist1d_protocol.py:quick"
 
@@ -69,34 +67,10 @@ VALUE_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def zygote():
-  """tests/cli_zygote.py: `python -m experiments.main` with the imports already done (each
-  case is a forked child running the real program; ~2 s of CPU less per case)."""
-  proc = subprocess.Popen([sys.executable, ZYGOTE], cwd=REPO, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True)
-  assert json.loads(proc.stdout.readline()) == {"ready": True}
-  yield proc
-  proc.stdin.close()
-  proc.wait(timeout=60)
-
-
 @pytest.fixture
-def run_main(zygote, tmp_path):
-  """`run_main(*args)` -> (returncode, stdout, stderr) of `python -m experiments.main ARGS`
-  run in the zygote."""
-  count = iter(range(10**6))
-
-  def run(*args, timeout=180):
-    n = next(count)
-    out, err = tmp_path / f"stdout_{n}", tmp_path / f"stderr_{n}"
-    zygote.stdin.write(json.dumps({"args": list(args), "cwd": REPO, "stdout": str(out),
-                                   "stderr": str(err), "timeout": timeout}) + "\n")
-    zygote.stdin.flush()
-    code = json.loads(zygote.stdout.readline())["returncode"]
-    return types.SimpleNamespace(returncode=code, stdout=out.read_text(),
-                                 stderr=err.read_text())
-  return run
+def run_main(run_module):
+  """`run_main(*args)`: `python -m experiments.main ARGS` in the warm zygote (conftest)."""
+  return lambda *args, **kw: run_module("experiments.main", *args, **kw)
 
 
 @pytest.mark.parametrize("args, says", CASES, ids=[c[1][:30] for c in CASES])

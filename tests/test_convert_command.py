@@ -4,8 +4,6 @@ one `error:` line and write nothing."""
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -34,12 +32,13 @@ def weights(state, tmp_path_factory) -> pathlib.Path:
   return path
 
 
-def command(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "experiments.convert", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300, check=False)
+@pytest.fixture
+def command(run_module):
+  """`command(*args)`: `python -m experiments.convert ARGS` in the warm zygote (conftest)."""
+  return lambda *args: run_module("experiments.convert", *args, timeout=300)
 
 
-def test_converts_and_exports(weights, tmp_path):
+def test_converts_and_exports(command, weights, tmp_path):
   out = tmp_path / "exports" / "resnet18"  # the parent is created
   result = command("--source=torchvision", "--model=resnet18", f"--weights={weights}",
                    f"--out={out}")
@@ -91,7 +90,7 @@ def _reshape(key, shape):
      "error: key 'layer1.1.bn2.running_var': shape (65,) in the file, expected (64,) (for "
      "Flax leaf batch_stats/backbone/layer1_1/conv2/bn/var (64,)"),
 ], ids=["missing_key", "extra_key", "wrong_shape"])
-def test_bad_weights_exit_2_and_write_nothing(state, tmp_path, name, change, message):
+def test_bad_weights_exit_2_and_write_nothing(command, state, tmp_path, name, change, message):
   path = _bad_file(state, tmp_path, name, change)
   out = tmp_path / "out"
   result = command("--model=resnet18", f"--weights={path}", f"--out={out}")
@@ -110,7 +109,7 @@ def test_bad_weights_exit_2_and_write_nothing(state, tmp_path, name, change, mes
     (("--model=resnet18", "--bogus=1"), "error: unrecognized arguments: --bogus=1"),
     (("--mod=resnet18",), "error: the following arguments are required: --model"),
 ], ids=["unknown_model", "unknown_source", "unknown_flag", "abbreviated_flag"])
-def test_bad_flags_exit_2_and_write_nothing(weights, tmp_path, args, message):
+def test_bad_flags_exit_2_and_write_nothing(command, weights, tmp_path, args, message):
   out = tmp_path / "out"
   result = command(*args, f"--weights={weights}", f"--out={out}")
   assert result.returncode == 2
@@ -119,7 +118,7 @@ def test_bad_flags_exit_2_and_write_nothing(weights, tmp_path, args, message):
   assert not out.exists()
 
 
-def test_missing_weights_flag_and_file(tmp_path):
+def test_missing_weights_flag_and_file(command, tmp_path):
   out = tmp_path / "out"
   result = command("--model=resnet18", f"--out={out}")
   assert (result.returncode, result.stderr) == (
