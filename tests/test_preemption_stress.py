@@ -1,4 +1,4 @@
-"""experiments/benchmarks/preemption_stress.py: two real trials (bursts of stop signals to
+"""experiments/benchmarks/preemption_stress.py: a real trial (bursts of stop signals to
 `python -m experiments.main` training processes, resumed and compared bitwise), its draws
 (seeded, replayable) and its checks (each can fail: a hung process, a wrong status, a
 death by signal after writing, something half-written)."""
@@ -12,16 +12,17 @@ import pytest
 from experiments.benchmarks import preemption_stress as stress
 
 
-def test_two_trials_stop_cleanly_and_resume_bitwise(tmp_path):
+def test_a_trial_stops_cleanly_and_resumes_bitwise(tmp_path):
+  # One real trial (the benchmark runs many; the draws are tested below without processes).
   results = tmp_path / "RESULTS.md"
-  text, ok = stress.main(["--trials=2", "--seed=0", "--kinds=train", "--no_repeat",
+  text, ok = stress.main(["--trials=1", "--seed=0", "--kinds=train", "--no_repeat",
                           "--train_steps=12",
                           f"--workdir={tmp_path / 'work'}", f"--results={results}"])
   assert ok, text
   section = results.read_text()
-  assert "<!-- BEGIN preemption_stress -->" in section and "**2 of 2 trials passed**" in section
-  rows = [l for l in section.splitlines() if re.match(r"\| [01] \| train \|", l)]
-  assert len(rows) == 2 and all(l.endswith("| ok |") for l in rows)
+  assert "<!-- BEGIN preemption_stress -->" in section and "**1 of 1 trials passed**" in section
+  rows = [l for l in section.splitlines() if re.match(r"\| 0 \| train \|", l)]
+  assert len(rows) == 1 and rows[0].endswith("| ok |")
 
 
 def test_draws_are_seeded_bursts_within_10_ms_of_every_kind():
