@@ -206,7 +206,7 @@ def table(per_seed: list[dict], confidence: float = 0.95) -> str:
                                               confidence)
       diff = f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
     rates = [s[method]["rate"] for s in per_seed]
-    rows.append([LABELS[method], f"{np.mean([s[method]['runs'] for s in per_seed]):g}",
+    rows.append([LABELS[method], f"{np.mean([s[method]['runs'] for s in per_seed]):.3g}",
                  f"{100 * mean:.2f} ± {100 * std:.2f}", diff,
                  f"{np.mean([s[method]['steps'] for s in per_seed]):.0f}",
                  f"{np.mean([s[method]['wall'] for s in per_seed]):.1f}",
