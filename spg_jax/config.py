@@ -91,6 +91,13 @@ or compiled. Fields (all read by `spg_jax.train.train_and_evaluate`):
   distributed.coordinator_address ("host:port" of process 0), num_processes, process_id:
     all three, or none (None: JAX detects the cluster on TPU pods, Slurm, Open MPI);
     distributed.local_device_count: CPU devices per process (None: JAX's default).
+  xla_cpu_conv: "default" (jaxlib's own CPU kernels) or "eigen" (on the CPU, convolutions
+    and matrix products on XLA's Eigen kernels, YNNPACK for reductions only:
+    `spg_jax.xla_cpu.CPU_OPTIONS`, passed to the jitted steps; jaxlib 0.10's YNNPACK
+    convolution kernel gradient is several times slower, and with "eigen" the ResNet-18
+    train step took 0.43-0.87 of the default's time here, experiments/RESULTS.md
+    `cpu_profile` / `side_by_side`). No effect off the CPU. The results differ from the
+    default's in float32 rounding (about 1e-6).
   skip_nonfinite: False (default): a non-finite loss, gradient or update stops the run
     with an error naming the step and the first non-finite term, keeping the last
     checkpoint. True: such steps are skipped inside the compiled step (params and
@@ -115,6 +122,7 @@ from spg_jax import models
 from spg_jax import spg_model
 from spg_jax import tasks
 from spg_jax import validation
+from spg_jax import xla_cpu
 from spg_jax.train import optim
 
 
@@ -197,6 +205,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.distributed.num_processes = config_dict.placeholder(int)
   config.distributed.process_id = config_dict.placeholder(int)
   config.distributed.local_device_count = config_dict.placeholder(int)
+  config.xla_cpu_conv = "default"
   config.skip_nonfinite = False
   config.max_skipped_fraction = 0.1
   config.progress_bar = True
@@ -471,4 +480,6 @@ def validate_config(config: Any, *, custom_model: bool = False, custom_dataset: 
   _int(config, "checkpoint.keep", 1)
   for field in ("eval_test", "skip_nonfinite", "progress_bar"):
     _bool(config, field)
+  if "xla_cpu_conv" in config:  # configs stored before the field existed lack it
+    _choice(config, "xla_cpu_conv", xla_cpu.CONV_BACKENDS)
   _number(config, "max_skipped_fraction", 0.0, 1.0)

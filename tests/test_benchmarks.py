@@ -10,6 +10,7 @@ from experiments.benchmarks import common
 from experiments.benchmarks import hpo_cost
 from experiments.benchmarks import memory
 from experiments.benchmarks import quality
+from experiments.benchmarks import side_by_side
 from experiments.benchmarks import single_vs_multipass
 from experiments.benchmarks import step_overhead
 
@@ -52,6 +53,8 @@ TINY = {
     quality: ["--quick", "--datasets=mnist1d", "--seeds=0", "--arms=control,spg_hpo"],
     hpo_cost: ["--quick", "--seeds=0", "--grid=0.5",
                "--methods=spg,spg_controller,grid,grid_equal_steps,random"],
+    # The JAX side only: torch is never a test dependency.
+    side_by_side: ["--quick", "--frameworks=jax", "--jax_options=eigen"],
 }
 
 
@@ -89,3 +92,71 @@ def test_quality_refuses_unknown_or_mixed_datasets(tmp_path):
     with pytest.raises(SystemExit, match=message):
       quality.main([f"--datasets={datasets}", f"--results={path}"])
   assert not os.path.exists(path)  # refused before anything ran or was written
+
+
+def test_torch_spg_says_in_one_line_that_torch_is_missing(monkeypatch):
+  from experiments.benchmarks import torch_spg  # importing it never imports torch
+  monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` now fails
+  with pytest.raises(RuntimeError, match=r"^torch_spg needs PyTorch .*pip install torch"):
+    torch_spg.resnet18_cifar()
+
+
+def test_side_by_side_refuses_bad_cases_and_frameworks(tmp_path):
+  path = str(tmp_path / "RESULTS.md")
+  for flag, message in (("--cases=resnet18_cifar:x", r"must be model:batch"),
+                        ("--cases=vgg:8", r"must be model:batch"),
+                        ("--frameworks=tf", r"must be 'auto' or a comma-separated")):
+    with pytest.raises(SystemExit, match=message):
+      side_by_side.main([flag, f"--results={path}"])
+  assert not os.path.exists(path)
+
+
+# Issue 18's CPU-profile, scaling and accelerator scripts at their tiny sizes (no torch).
+TINY_SPEED = {
+    "cpu_profile": ["--quick", "--parts=ops", "--ops_options=default,eigen", "--layouts=NHWC",
+                    "--torch=no"],
+    "spg_scaling": ["--quick", "--max_replicas=1"],
+    "gpu_step": ["--smoke", "--cases=vit_b16"],
+}
+
+
+@pytest.mark.parametrize("name", list(TINY_SPEED))
+def test_speed_script_runs_tiny_and_writes_its_section(name, tmp_path):
+  import importlib
+  script = importlib.import_module(f"experiments.benchmarks.{name}")
+  path = str(tmp_path / "RESULTS.md")
+  common.write_section("other", "untouched", path)
+  body = script.main(TINY_SPEED[name] + [f"--results={path}"])
+  section = _section(path, script.SECTION)
+  assert section == body.rstrip() and "| " in section and "- Command: `" in section
+  assert _section(path, "other") == "untouched"
+  if name == "gpu_step":  # plain and SPG rows, and the smoke run says so
+    assert "Smoke run" in section and "| vit_b16 | 2 | 0 |" in section
+    assert "| vit_b16 | 2 | 3 |" in section
+  if name == "spg_scaling":  # T = 0, 1 for the published CNN and one wide one
+    assert section.count("| CNN1D (published, D = 125) |") == 2
+    assert section.count("| CNN1DWide (D = 32) |") == 2
+
+
+def test_xla_cpu_options_and_their_errors():
+  from spg_jax import xla_cpu
+  assert xla_cpu.compiler_options("cpu") == {
+      "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+  assert xla_cpu.compiler_options("gpu") is None
+  assert xla_cpu.compiler_options("cpu", "default") is None
+  with pytest.raises(ValueError, match=r"^conv_backend='ynn': must be one of"):
+    xla_cpu.compiler_options("cpu", "ynn")
+
+
+def test_speed_scripts_refuse_bad_flags(tmp_path):
+  from experiments.benchmarks import cpu_profile, gpu_step, spg_scaling
+  path = str(tmp_path / "RESULTS.md")
+  for script, flag, message in (
+      (cpu_profile, "--parts=ops,gpu", r"--parts=ops,gpu: must be a comma-separated subset"),
+      (cpu_profile, "--options=fast", r"--options=fast: must be a comma-separated subset"),
+      (side_by_side, "--jax_options=ynn", r"--jax_options=ynn: must be a comma-separated"),
+      (spg_scaling, "--widths=a", r"--widths=a: must be comma-separated positive integers"),
+      (gpu_step, "--cases=vgg", r"--cases=vgg: must be a comma-separated subset")):
+    with pytest.raises(SystemExit, match=message):
+      script.main([flag, f"--results={path}"])
+  assert not os.path.exists(path)

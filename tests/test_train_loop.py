@@ -106,3 +106,20 @@ def test_a_batch_larger_than_the_training_split_is_refused_before_anything_runs(
                                        r"split of mnist1d \(3600 examples\); use at most 3600$"):
     loop.train_and_evaluate(config, str(workdir))
   assert not workdir.exists()
+
+
+def test_xla_cpu_conv_eigen_trains_like_the_default_and_bad_values_are_refused(tmp_path):
+  """`xla_cpu_conv="eigen"` (spg_jax.xla_cpu: other CPU kernels, the same computation):
+  the same run to float32 rounding; its jitted step is compiled with those options."""
+  default = loop.train_and_evaluate(_quick(), str(tmp_path / "default"))
+  config = _quick(xla_cpu_conv="eigen")
+  spec = engine_lib.spec_from_config(config, sharding.make_mesh(1),
+                                     data.dataset_info(config.dataset.name))
+  assert spec.xla_cpu_conv == "eigen" != engine_lib.spec_from_config(
+      _quick(), sharding.make_mesh(1), data.dataset_info(config.dataset.name)).xla_cpu_conv
+  eigen = loop.train_and_evaluate(config, str(tmp_path / "eigen"))
+  chex.assert_trees_all_close(jax.tree.map(np.asarray, eigen.final_variables),
+                              jax.tree.map(np.asarray, default.final_variables), atol=1e-5)
+  with pytest.raises(ValueError, match=r"^config\.xla_cpu_conv='ynn': must be one of"):
+    loop.train_and_evaluate(_quick(xla_cpu_conv="ynn"), str(tmp_path / "bad"))
+  assert not (tmp_path / "bad").exists()

@@ -36,7 +36,8 @@ machine are noisy: read the ratios, not the absolute times.
 # The order of the sections in RESULTS.md (the numbering).
 SECTION_ORDER = ("step_overhead", "single_vs_multipass", "memory", "quality", "quality_segmentation",
                  "quality_ablation", "quality_audio", "quality_text",
-                 "hpo_cost", "fidelity", "preemption_stress")
+                 "hpo_cost", "fidelity", "preemption_stress", "side_by_side",
+                 "cpu_profile", "spg_scaling", "gpu_step")
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 

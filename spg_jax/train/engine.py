@@ -25,6 +25,7 @@ from spg_jax import sharding
 from spg_jax import spg_model
 from spg_jax import tasks as tasks_lib
 from spg_jax import validation
+from spg_jax import xla_cpu
 from spg_jax.train import controller
 from spg_jax.train import optim
 from spg_jax.train import state as state_lib
@@ -90,6 +91,7 @@ class StaticSpec:
   optimizer: OptimizerSpec
   mesh: Mesh
   skip_nonfinite: bool = False
+  xla_cpu_conv: str = "default"  # spg_jax.xla_cpu: the CPU kernels of the jitted steps
 
   @property
   def num_replicas(self) -> int:
@@ -167,7 +169,8 @@ def spec_from_config(config: Any, mesh: Mesh, info: Any, model: nn.Module | None
           num_steps=(int(config.num_steps) // k
                      if config.schedule.name in ("cosine", "poly", "linear") else 0),
           accumulation_steps=k),
-      mesh=mesh, skip_nonfinite=bool(config.get("skip_nonfinite", False)))
+      mesh=mesh, skip_nonfinite=bool(config.get("skip_nonfinite", False)),
+      xla_cpu_conv=str(config.get("xla_cpu_conv", "default")))
 
 
 # ------------------------------------------------------------------------ model and optax
@@ -256,13 +259,17 @@ def build_engine(spec: StaticSpec) -> Engine:
   model, base, heads = build_model(spec)
   tx = build_optimizer(spec)
   rep = sharding.replicated(spec.mesh)
+  # The mesh's platform decides (a CPU mesh in a process that also has a GPU gets them).
+  options = xla_cpu.compiler_options(spec.mesh.devices.flat[0].platform, spec.xla_cpu_conv)
   return Engine(
       spec=spec, model=model, base_model=base, attachments=heads, tx=tx,
       init=jax.jit(step_lib.make_init(model, spec), out_shardings=rep),
       create_state=jax.jit(state_lib.make_create_state(tx), out_shardings=rep),
       train_step=jax.jit(step_lib.make_train_step(model, heads, tx, spec),
-                         out_shardings=(rep, rep), donate_argnums=0),
-      eval_step=jax.jit(step_lib.make_eval_step(model, spec), out_shardings=rep),
+                         out_shardings=(rep, rep), donate_argnums=0,
+                         compiler_options=options),
+      eval_step=jax.jit(step_lib.make_eval_step(model, spec), out_shardings=rep,
+                        compiler_options=options),
       controller_move=jax.jit(_controller_move, out_shardings=rep))
 
 
