@@ -62,9 +62,13 @@ def test_segmentation_protocol_scores_every_arm_on_miou(tmp_path):
   config = _config("shapes_protocol")
   config.protocol.seeds = (0,)  # one seed keeps it short; intervals need two (tested above)
   config.protocol.retrain.eval_every_steps = 4
+  # SPG-HPO only: NAS on segmentation is tested in test_models.py, and each SPG arm here is
+  # another per-pixel step to compile.
+  del config.protocol.arms["spg_nas"]
+  arms = [a for a in ARMS if a != "spg_nas"]
   result = protocol.run_protocol(config, str(tmp_path), log=lambda _: None, command="pytest")
-  assert result.metric.name == "mIoU" and result.arms == list(ARMS)
-  for arm in ARMS:
+  assert result.metric.name == "mIoU" and result.arms == arms
+  for arm in arms:
     assert all(0.0 <= s <= 1.0 for s in result.scores[arm])
   text = open(tmp_path / "results.md", encoding="utf-8").read()
   assert "| arm | test mIoU % (mean ± std) |" in text and "Test mIoU (higher is better)" in text
