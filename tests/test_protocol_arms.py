@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import spg_jax
-from experiments.configs import digits_protocol, mnist1d_protocol
+from experiments.configs import digits_protocol, mnist1d_protocol, spoken_digits_protocol
 from spg_jax import models
 from spg_jax import protocol
 from spg_jax import protocol_arms
@@ -109,8 +109,9 @@ def test_arm_builders_and_cumulative_rates():
 
 
 def test_ablation_configs_validate_with_every_arm():
-  for module in (mnist1d_protocol, digits_protocol):
+  for module in (mnist1d_protocol, digits_protocol, spoken_digits_protocol):
     config = module.get_config("ablation")
+    config.num_devices = 1  # the tests fake 8 CPU devices; these are one-device CPU configs
     protocol.validate_protocol(config)
     assert len(config.protocol.seeds) >= 10
     assert tuple(config.protocol.references) == ("control", "dropout")
