@@ -28,6 +28,7 @@ import re
 from typing import Any, Mapping, Optional, Tuple
 
 from spg_jax.models.convert import common
+from spg_jax.models.convert.huggingface import heads
 
 PREFIX = "bert."
 OPTIONS = ("head", "num_classes")
@@ -136,23 +137,6 @@ def input_shape(kwargs: Mapping[str, Any]) -> dict:
                                                 "attention_mask")}
 
 
-def _num_labels(config: Mapping[str, Any]) -> int:
-  """Hugging Face's number of labels: len(id2label), else num_labels, else 2."""
-  id2label = config.get("id2label")
-  if isinstance(id2label, Mapping) and id2label:
-    return len(id2label)
-  return int(config.get("num_labels", 2))
-
-
-def _file_head(shapes: common.Shapes) -> Optional[str]:
-  heads = [h for h, key in HEAD_KEYS.items()
-           if f"{key}.weight" in shapes or f"{key}.bias" in shapes]
-  if len(heads) > 1:
-    raise ValueError("the weights file has both a sequence head ('classifier.*') and a QA "
-                     "head ('qa_outputs.*'); expected at most one")
-  return heads[0] if heads else None
-
-
 def model_kwargs(shapes: common.Shapes, config: Mapping[str, Any], head: Optional[str] = None,
                  num_classes: Optional[int] = None) -> dict:
   """`bert` kwargs: the architecture from config.json, the head from the file or `head`.
@@ -164,22 +148,8 @@ def model_kwargs(shapes: common.Shapes, config: Mapping[str, Any], head: Optiona
   """
   from spg_jax.models import bert as bert_model  # pylint: disable=g-import-not-at-top  (flax)
   bert_config = bert_model.BertConfig.from_hf(config, where="config.json")
-  if head is not None and head not in HEAD_KEYS:
-    raise ValueError(f"head={head!r}: must be one of {list(HEAD_KEYS)}")
-  in_file = _file_head(shapes)
-  if in_file is not None and head is not None and head != in_file:
-    raise ValueError(f"head={head!r}: the weights file has a {in_file!r} head "
-                     f"('{HEAD_KEYS[in_file]}.*'); convert it with head={in_file!r}, or remove "
-                     "those keys to start a fresh head")
-  architectures = config.get("architectures") or []
-  from_config = next((HEAD_ARCHITECTURES[a] for a in architectures
-                      if a in HEAD_ARCHITECTURES), None)
-  head_type = in_file or head or from_config
-  if head_type is None:
-    raise ValueError(f"the weights file has no task head (no 'classifier.*' or "
-                     f"'qa_outputs.*' keys; config.json architectures={architectures}); "
-                     "choose the head to initialise: head='sequence' (with num_classes) or "
-                     "head='qa' (--head on the command line)")
+  head_type, in_file = heads.resolve_head(shapes, config, head, HEAD_KEYS,
+                                          HEAD_ARCHITECTURES)
   kwargs = {**bert_config.kwargs(), "head_type": head_type}
   if head_type == "qa":
     if num_classes is not None:
@@ -188,7 +158,7 @@ def model_kwargs(shapes: common.Shapes, config: Mapping[str, Any], head: Optiona
     return kwargs
   if num_classes is None:
     num_classes = (common.require(shapes, "classifier.weight", 2)[0] if in_file
-                   else _num_labels(config))
+                   else heads.num_labels(config))
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"num_classes={num_classes!r}: must be an integer >= 1 (1: regression)")
   kwargs["num_classes"] = num_classes

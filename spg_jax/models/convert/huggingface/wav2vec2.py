@@ -33,6 +33,7 @@ from typing import Any, Mapping, Optional, Tuple
 import numpy as np
 
 from spg_jax.models.convert import common
+from spg_jax.models.convert.huggingface import heads
 
 PREFIX = "wav2vec2."
 OPTIONS = ("head", "num_classes")
@@ -166,15 +167,6 @@ def input_shape(kwargs: Mapping[str, Any]) -> dict:
   return {"input_values": ((1, length), "float32"), "attention_mask": ((1, length), "int32")}
 
 
-def _file_head(shapes: common.Shapes) -> Optional[str]:
-  heads = [h for h, key in HEAD_KEYS.items()
-           if f"{key}.weight" in shapes or f"{key}.bias" in shapes]
-  if len(heads) > 1:
-    raise ValueError("the weights file has both a sequence head ('classifier.*') and a CTC "
-                     "head ('lm_head.*'); expected at most one")
-  return heads[0] if heads else None
-
-
 def model_kwargs(shapes: common.Shapes, config: Mapping[str, Any], head: Optional[str] = None,
                  num_classes: Optional[int] = None) -> dict:
   """`wav2vec2` kwargs: the architecture from config.json, the head from the file or `head`.
@@ -186,22 +178,8 @@ def model_kwargs(shapes: common.Shapes, config: Mapping[str, Any], head: Optiona
   """
   from spg_jax.models import wav2vec2 as model  # pylint: disable=g-import-not-at-top  (flax)
   w_config = model.Wav2Vec2Config.from_hf(config, where="config.json")
-  if head is not None and head not in HEAD_KEYS:
-    raise ValueError(f"head={head!r}: must be one of {list(HEAD_KEYS)}")
-  in_file = _file_head(shapes)
-  if in_file is not None and head is not None and head != in_file:
-    raise ValueError(f"head={head!r}: the weights file has a {in_file!r} head "
-                     f"('{HEAD_KEYS[in_file]}.*'); convert it with head={in_file!r}, or remove "
-                     "those keys to start a fresh head")
-  architectures = config.get("architectures") or []
-  from_config = next((HEAD_ARCHITECTURES[a] for a in architectures
-                      if a in HEAD_ARCHITECTURES), None)
-  head_type = in_file or head or from_config
-  if head_type is None:
-    raise ValueError(f"the weights file has no task head (no 'classifier.*' or 'lm_head.*' "
-                     f"keys; config.json architectures={architectures}); choose the head to "
-                     "initialise: head='sequence' (with num_classes) or head='ctc' (--head on "
-                     "the command line)")
+  head_type, in_file = heads.resolve_head(shapes, config, head, HEAD_KEYS,
+                                          HEAD_ARCHITECTURES)
   kwargs = {**w_config.kwargs(), "head_type": head_type}
   if head_type == "ctc":
     if num_classes is not None:
@@ -212,9 +190,7 @@ def model_kwargs(shapes: common.Shapes, config: Mapping[str, Any], head: Optiona
     if in_file:
       num_classes = common.require(shapes, "classifier.weight", 2)[0]
     else:
-      id2label = config.get("id2label")
-      num_classes = (len(id2label) if isinstance(id2label, Mapping) and id2label
-                     else int(config.get("num_labels", 2)))
+      num_classes = heads.num_labels(config)
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"num_classes={num_classes!r}: must be an integer >= 1")
   kwargs["num_classes"] = num_classes
