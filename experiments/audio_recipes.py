@@ -22,9 +22,9 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import paper_recipes
 from spg_jax import config as config_lib
 
-REFERENCE_LAMBDAS = (0.4, 0.2, 0.1)
 WARMUP_RATIO = 0.1
 
 
@@ -32,15 +32,7 @@ def spg_settings(config: ml_collections.ConfigDict, rate: float) -> None:
   """The reference's SPG settings (see the module docstring); no BatchNorm in wav2vec2."""
   config.spg.enabled = True
   config.spg.kind = "hpo"
-  config.spg.num_replicas = 3
-  config.spg.lambdas = REFERENCE_LAMBDAS
-  config.spg.rate = rate
-  config.spg.depth = 1
-  config.spg.use_relu = True
-  config.spg.form = "masked"
-  config.spg.normalize = "none"
-  config.spg.base_denominator = "valid"
-  config.spg.head_batch_stats = "base"
+  paper_recipes.reference_spg(config, rate, base_denominator="valid", head_batch_stats="base")
 
 
 def arms() -> ml_collections.ConfigDict:

@@ -24,13 +24,16 @@ def imagenet_steps_per_epoch(batch_size: int) -> int:
   return int(IMAGENET_TRAIN_IMAGES * (1 - IMAGENET_VALIDATION_FRACTION)) // batch_size
 
 
-def reference_spg(config: ml_collections.ConfigDict, rate: float) -> None:
+def reference_spg(config: ml_collections.ConfigDict, rate: float, *,
+                  base_denominator: str = "all", head_batch_stats: str = "every_step") -> None:
   """SPG as the authors' code ran it: T = 3, lambdas (0.4, 0.2, 0.1), one dropout rate,
   the reference replica (zero-initialised Linear then ReLU: pure dropout), the masked loss
   (the NAS arm overrides it with the return-weighted one), no loss normalisation (the
   reference's normalisation multiplies by exactly 1), the base term averaged over every
   pixel (ignored ones included), and a BatchNorm in the shared head updated by every
-  trajectory step, as torch's 1 + T calls of the head do."""
+  trajectory step, as torch's 1 + T calls of the head do. `base_denominator` /
+  `head_batch_stats`: these vision defaults; the text and audio recipes pass "valid" and
+  "base" (no pixels, no BatchNorm in their heads)."""
   config.spg.num_replicas = 3
   config.spg.lambdas = REFERENCE_LAMBDAS
   config.spg.rate = rate
@@ -38,8 +41,8 @@ def reference_spg(config: ml_collections.ConfigDict, rate: float) -> None:
   config.spg.use_relu = True
   config.spg.form = "masked"
   config.spg.normalize = "none"
-  config.spg.base_denominator = "all"
-  config.spg.head_batch_stats = "every_step"
+  config.spg.base_denominator = base_denominator
+  config.spg.head_batch_stats = head_batch_stats
 
 
 def arms() -> ml_collections.ConfigDict:

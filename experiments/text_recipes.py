@@ -19,9 +19,9 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import paper_recipes
 from spg_jax import config as config_lib
 
-REFERENCE_LAMBDAS = (0.4, 0.2, 0.1)
 HF_DEFAULT_LR = 5e-5
 # The tiny vocabulary of the quick variants' test files fits in this many ids.
 QUICK_VOCAB = 512
@@ -38,15 +38,7 @@ def spg_settings(config: ml_collections.ConfigDict, rate: float) -> None:
   loss normalisation (see the recipe modules for why), the base term over real episodes
   (QA windows whose answer lies outside are ignored, as Hugging Face's loss ignores them)
   and no BatchNorm anywhere (head_batch_stats has nothing to update)."""
-  config.spg.num_replicas = 3
-  config.spg.lambdas = REFERENCE_LAMBDAS
-  config.spg.rate = rate
-  config.spg.depth = 1
-  config.spg.use_relu = True
-  config.spg.form = "masked"
-  config.spg.normalize = "none"
-  config.spg.base_denominator = "valid"
-  config.spg.head_batch_stats = "base"
+  paper_recipes.reference_spg(config, rate, base_denominator="valid", head_batch_stats="base")
 
 
 def arms() -> ml_collections.ConfigDict:
